@@ -4,7 +4,13 @@ import pandas as pd
 import pytest
 
 from cd7kit.data import Study
-from cd7kit.datasets.case_reports import CASE1, CASE1_REINFUSION_DAY, CASE2, CONDITIONING_TO_HSCT_DAYS, case_report_tables
+from cd7kit.datasets.case_reports import (
+    CASE1,
+    CASE1_REINFUSION_DAY,
+    CASE2,
+    CONDITIONING_TO_HSCT_DAYS,
+    case_report_tables,
+)
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,7 @@ import pint
 
 from cd7kit.vocab import TestCode, load_vocabulary
 
-ureg = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
+ureg: pint.UnitRegistry = pint.UnitRegistry(autoconvert_offset_to_baseunit=True)
 # Counted things are dimensionless counts; naming them keeps "cells/uL" and "copies/ug" readable.
 ureg.define("cell = count = cells")
 ureg.define("copies = count = copy")
