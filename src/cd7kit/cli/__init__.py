@@ -37,6 +37,15 @@ def _root(
 #: Command-group modules of this package; each has ``register(app)``. One name per line.
 _GROUPS: tuple[str, ...] = (
     "demo",
+    "store_cmds",
+    "serve",
+    "report",
+    "escalate",
+    "screen",
+    "kinetics",
+    "simulate",
+    "grade",
+    "singlecell",
 )
 
 
@@ -53,7 +62,9 @@ _register()
 def main() -> None:
     """Console-script entry point."""
     try:
-        app(standalone_mode=False)
+        rc = app(standalone_mode=False)
+        if isinstance(rc, int) and rc:  # a command's `raise typer.Exit(n)` comes back as a return value
+            sys.exit(rc)
     except typer.Exit as e:
         sys.exit(e.exit_code)
     except typer.Abort:

@@ -58,3 +58,10 @@ def open_study(spec: str, db: str | None = None) -> Study:
 
 
 __all__ = ["console", "err_console", "emit", "fail", "open_study", "JSON_HELP", "DB_HELP"]
+
+
+def ensure_demo_study(store):  # type: ignore[no-untyped-def]
+    """Store the embedded demo study unless the same content is already there (idempotent)."""
+    from cd7kit.datasets import load_demo_study
+
+    return store.ensure_study(load_demo_study(), actor="cd7kit-demo", role="system", reason="demo data updated", source="cd7kit demo")

@@ -1,21 +1,132 @@
-"""``cd7kit demo``: load the embedded demo study into the database and print its overview."""
+"""``cd7kit demo``: load the embedded demo study into the database (idempotently) and print an overview.
+
+The overview is what each engine computes on the demo study -- subjects by dose level, observations by
+domain and the day span; the screening flow; the escalation state and next recommended dose; per subject
+the maximum CRS and ICANS grade, worst cytopenia grades and best response; CAR kinetics (Cmax, Tmax,
+AUC0-28d). ``--json`` prints the same as one object.
+"""
 
 from __future__ import annotations
 
-import typer
+from typing import Any
 
-from ._common import DB_HELP, JSON_HELP, emit
+import typer
+from rich.table import Table
+
+from cd7kit.data import Study
+
+from ._common import DB_HELP, JSON_HELP, console, emit, ensure_demo_study
+
+
+def _subjects(study: Study) -> list[dict[str, Any]]:
+    obs = study.observations
+    n_obs = obs.groupby("subject_id").size()
+    codes = obs.groupby("subject_id")["code"].unique()
+    out = []
+    for r in study.subjects.to_dict("records"):
+        sid = r["subject_id"]
+        out.append(
+            {
+                "subject_id": sid,
+                "status": r["status"],
+                "dose_level": r["dose_level"],
+                "age_years": r["age_years"],
+                "source": "synthetic" if str(r.get("source") or "").startswith("synthetic") or sid.startswith("NCT06849401") else "published case report",
+                "n_observations": int(n_obs.get(sid, 0)),
+                "codes": sorted(codes.get(sid, [])),
+            }
+        )
+    return out
+
+
+def demo_overview(study: Study) -> dict[str, Any]:
+    """Every engine's summary of a study (pure: no database). Values are the engines' result objects."""
+    from cd7kit.clinical import grading_overview
+    from cd7kit.clinical.eligibility import screening_flow
+    from cd7kit.clinical.response import assess_response
+    from cd7kit.kinetics.nca import nca_overview
+    from cd7kit.trial import escalation_state
+
+    trial = str(study.meta.get("trial", "NCT06849401"))
+    trial_ids = list(study.meta.get("trial_subjects") or study.subject_ids)
+    flow = screening_flow(study, trial, subject_ids=trial_ids)
+    escalation = escalation_state(study.restrict(trial_ids), design="boin", target=0.3)
+    grades = grading_overview(study)
+    best = {str(r.subject_id): r.value for r in assess_response(study) if r.name == "Best overall response"}
+    for sid, g in grades.items():
+        g["best_response"] = best.get(sid)
+    return {
+        "summary": study.summary(),
+        "subjects": _subjects(study),
+        "screening": flow,
+        "escalation": escalation,
+        "grading": grades,
+        "kinetics": nca_overview(study),
+    }
+
+
+def _render(o: dict[str, Any]) -> None:
+    from .escalate import render_state
+
+    s = o["summary"]
+    console.rule(f"[bold]{s['study_id']}[/]")
+    console.print(s["title"])
+    console.print(f"[dim]{s['synthetic']}[/]")
+    console.print(f"{s['n_subjects']} subjects; by status {s['subjects_by_status']}; by dose level {s['subjects_by_dose_level']}")
+    console.print(f"observations by domain: {s['observations_by_category']}")
+    console.print(f"days {s['day_span'][0]:g} to {s['day_span'][1]:g} (day 0 = first infusion)")
+    if "load" in o:
+        ld = o["load"]
+        console.print(f"database: {ld['study_id']} version {ld['version']} ({'written now' if ld['written'] else 'already stored: nothing written'})")
+    console.rule("Screening")
+    for line in o["screening"].lines():
+        console.print(line, highlight=False)
+    console.rule("Dose escalation")
+    render_state(o["escalation"])
+    console.rule("Safety, response and CAR kinetics per subject")
+    t = Table(header_style="bold")
+    t.add_column("subject", no_wrap=True)
+    for c in ("CRS", "ICANS", "ANC", "PLT", "BOR", "Cmax", "Tmax", "AUC0-28"):
+        t.add_column(c, no_wrap=True, justify="right")
+    kin = {k["subject_id"]: k for k in o["kinetics"]}
+    for sid, g in o["grading"].items():
+        k = kin.get(sid, {})
+        wc = g.get("worst_cytopenia", {})
+        t.add_row(
+            sid, _fmt(g.get("max_crs")), _fmt(g.get("max_icans")), _fmt(wc.get("neutrophil_count_decreased")), _fmt(wc.get("platelet_count_decreased")),
+            _fmt(g.get("best_response")), _fmt(k.get("cmax")), _fmt(k.get("tmax_day")), _fmt(k.get("auc0_28d")),
+        )
+    console.print(t)
+    units = sorted({str(k.get("unit")) for k in o["kinetics"] if k.get("unit")})
+    console.print(
+        "[dim]CRS, ICANS: maximum ASTCT 2019 grade; ANC, PLT: worst CTCAE v5.0 grade of neutrophil and platelet count decreased; "
+        f"BOR: best overall response; Cmax, Tmax (days), AUC0-28 (NCA, PKNCA rules){' in ' + ', '.join(units) if units else ''}; "
+        "'-': not applicable or not computable (see --json for the reasons)[/]"
+    )
+
+
+def _fmt(x: Any) -> str:
+    if x is None:
+        return "-"
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return str(x)
+    return f"{x:,.0f}" if abs(x) >= 100 else f"{x:.3g}"
 
 
 def demo(
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Load the demo study (two published case-report patients and a synthetic NCT06849401-like cohort)."""
+    """Load the demo study (two published case-report patients and a synthetic NCT06849401-like cohort) and print its overview."""
     from cd7kit.datasets import load_demo_study
+    from cd7kit.store import open_store
 
+    store = open_store(db)
+    loaded = ensure_demo_study(store)
     study = load_demo_study()
-    emit(study.summary(), as_json)
+    overview = demo_overview(study)
+    overview["load"] = {"study_id": loaded.study_id, "version": loaded.version, "written": loaded.written}
+    emit(overview, as_json, _render)
 
 
 def register(app: typer.Typer) -> None:

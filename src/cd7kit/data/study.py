@@ -200,7 +200,12 @@ class Study:
         """The part of the Study about one subject."""
         if subject_id not in set(self.subjects["subject_id"]):
             raise KeyError(f"no subject {subject_id!r} in study {self.study_id!r}")
-        sel = {t: getattr(self, t)[getattr(self, t)["subject_id"] == subject_id].reset_index(drop=True) for t in TABLES}
+        return self.restrict([subject_id])
+
+    def restrict(self, subject_ids: Iterable[str]) -> Study:
+        """The part of the Study about some subjects (row ids kept, so evidence still points at rows)."""
+        ids = set(subject_ids)
+        sel = {t: getattr(self, t)[getattr(self, t)["subject_id"].isin(ids)].reset_index(drop=True) for t in TABLES}
         return Study(**sel, meta=self.meta)
 
     def subject_row(self, subject_id: str) -> pd.Series:

@@ -99,7 +99,7 @@ def _case1() -> _Rows:
     r.o(a + 13, "ICE", 8.0, "score", ice_src)
     r.o(a + 13, "ICE_ATTENTION", 0.0, "score", ice_src)
     r.o(a + 13, "ICE_WRITING", 0.0, "score", ice_src)
-    for code, full in (("ICE_ORIENT", 4.0), ("ICE_NAMING", 3.0), ("ICE_COMMANDS", 2.0)):
+    for code, full in (("ICE_ORIENT", 4.0), ("ICE_NAMING", 3.0), ("ICE_COMMANDS", 1.0)):
         r.o(a + 13, code, full, "score", ice_src + " (items other than counting and writing are full, since the total is 8 of 10)")
     r.e(a + 8, "crs", "Cytokine release syndrome", s2 + "'grade 3 cytokine release syndrome (CRS) ... diagnosed' by the authors (ASTCT); onset taken as the fever on day 2", grade=3, end_day=a + 15, details={"reported_by": "authors", "onset_day_after_second_infusion": 2})
     r.e(a + 13, "icans", "ICANS (reported as CRES)", s2 + "'grade 1 CAR T-cell-related encephalopathy syndrome (CRES) were diagnosed'; resolved by day 15", grade=1, end_day=a + 15, details={"reported_by": "authors"})
@@ -160,6 +160,7 @@ def _case2() -> _Rows:
     r.o(a + 7, "TEMP", 38.0, "degC", "approximated: the text states grade 1 CRS 'manifested by fever and muscle aches' without values or days; ASTCT fever (>= 38.0 C) is recorded once, 1 week after the second infusion, when IL-18 and MCP-1 peaked ('approximately 1-2 weeks')", attribution="IEC")
     r.e(a + 7, "ae", "Myalgia", s2 + "'Grade 1 CRS, manifested by fever and muscle aches' (day approximated)", attribution="IEC")
     r.e(a + 7, "crs", "Cytokine release syndrome", s2 + "'Grade 1 cytokine release syndrome (CRS) ... was observed ... and was successfully managed' (day approximated)", grade=1, details={"reported_by": "authors"})
+    r.e(a + 7, "icans", "ICANS (reported as CRES): not detected", s2 + "'CAR T-cell-related encephalopathy syndrome (CRES) events were not detected during therapy' (no ICE scores reported)", grade=0, details={"reported_by": "authors"})
     r.e(a + 14, "response", "CR", s2 + "'approximately two weeks later, the absolute number of CAR T cells reached a peak, and the patient achieved complete remission (CR) with MRD negativity in the BM, as verified by FCM'", details={"site": "BM", "mrd": "negative", "method": "FCM"})
     r.o(a + 41, "ANC", 0.5, "10^9/L", s2 + "'Neutrophil counts exceeded 0.5 x10^9/L on day 41' (first day above 0.5; value recorded at the threshold)", value_text="> 0.5 (first day)", specimen="PB")
     r.e(a + 41, "ae", "Red blood cell and platelet transfusion dependence until allo-HSCT", s2 + "'Red blood cell and platelet transfusion dependence persisted prior to allo-HSCT'")

@@ -128,7 +128,8 @@ def _subject_course(sub: pd.Series, rng: np.random.Generator) -> tuple[list, lis
         if age >= 12:
             o(d, "ICE", float(8 if bad else 10), "score")
         else:
-            o(d, "CAPD", float(11 if bad else int(rng.integers(0, 4))), "score")
+            # ASTCT 2019 grades any CAPD of 1-8 as encephalopathy (grade 1-2): a child without ICANS scores 0
+            o(d, "CAPD", float(6 if bad else 0), "score")
 
     # --- blood counts and chemistry ----------------------------------------------------------
     recovery = float(rng.uniform(12, 24) + 4 * dl)

@@ -19,6 +19,9 @@ from cd7kit.data.units import UnitError, conversion
 from cd7kit.errors import Problem
 from cd7kit.vocab import load_vocabulary
 
+#: ISO 8601 calendar date, optionally with a time (``T`` or a space); nothing else is read as a date, so
+#: ``05/06/2021`` is an error rather than a guess between 5 June and 6 May.
+ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}:\d{2}(?::\d{2}(?:\.\d+)?)?)?$")
 _BLQ = re.compile(r"^\s*(?:<\s*(?P<lim>[0-9.eE+-]+)|BLQ|BLOQ|<\s*LLOQ|undetectable|not detected|ND)\s*$", re.I)
 
 
@@ -145,6 +148,11 @@ def days_from_dates(df: pd.DataFrame, subjects: pd.DataFrame, date_col: str, day
         if r is None or (isinstance(r, float) and np.isnan(r)):
             problems.append(Problem("a date without a day needs the subject's reference_date (first infusion) in subjects", file, int(i) + row_offset, date_col, df.at[i, date_col], "subjects.reference_date set, or a day"))
             continue
+        if not ISO_DATE.match(str(df.at[i, date_col]).strip()):
+            problems.append(Problem("not an ISO 8601 date", file, int(i) + row_offset, date_col, df.at[i, date_col], "YYYY-MM-DD or YYYY-MM-DDThh:mm"))
+            continue
+        if not ISO_DATE.match(str(r).strip()):
+            continue  # the subject's reference_date is reported by the reader of subjects
         try:
             df.at[i, day_col] = float(day_from_dates([df.at[i, date_col]], r)[0])
         except (ValueError, TypeError):
@@ -152,4 +160,4 @@ def days_from_dates(df: pd.DataFrame, subjects: pd.DataFrame, date_col: str, day
     return df, problems
 
 
-__all__ = ["canonicalise_observations", "days_from_dates"]
+__all__ = ["canonicalise_observations", "days_from_dates", "ISO_DATE"]

@@ -19,7 +19,7 @@ from cd7kit.data import schema as S
 from cd7kit.data.study import TABLES
 from cd7kit.errors import InputError, Problem
 
-from .convert import canonicalise_observations, days_from_dates
+from .convert import ISO_DATE, canonicalise_observations, days_from_dates
 
 #: Template-only columns: dates that become days on import.
 DATE_COLUMNS = {
@@ -83,6 +83,10 @@ def read_cd7kit(folder: str | Path, meta: dict | None = None) -> Study:
         raise InputError(problems)
     subjects = frames["subjects"]
     assert subjects is not None
+    if "reference_date" in subjects.columns:
+        for i in subjects.index[subjects["reference_date"].notna()]:
+            if not ISO_DATE.match(str(subjects.at[i, "reference_date"]).strip()):
+                problems.append(Problem("not an ISO 8601 date", origin["subjects"], int(i) + 2, "reference_date", subjects.at[i, "reference_date"], "YYYY-MM-DD (the first-infusion date)"))
     for t, mapping in DATE_COLUMNS.items():
         df = frames[t]
         if df is None:

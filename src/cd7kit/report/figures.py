@@ -1,0 +1,199 @@
+"""Plotly figures of a Study: the subject timeline (in the spirit of the seed case report's Figures 2
+and 4) and the study swimmer plot (specs/data-and-platform.md section 6).
+
+Each function takes the Study (and, where a panel shows an engine's result, that result) and returns a
+``plotly.graph_objects.Figure``. No computation beyond selecting and drawing rows happens here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from cd7kit.data import Study
+from cd7kit.vocab import load_vocabulary
+
+#: Treatment strip rows: intervention kinds in display order.
+TREATMENT_KINDS = (
+    "lymphodepletion",
+    "car_infusion",
+    "tocilizumab",
+    "corticosteroid",
+    "vasopressor",
+    "oxygen",
+    "transfusion",
+    "chemotherapy",
+    "conditioning",
+    "hsct",
+)
+_COLORS = {
+    "lymphodepletion": "#8c564b",
+    "car_infusion": "#d62728",
+    "tocilizumab": "#9467bd",
+    "corticosteroid": "#e377c2",
+    "vasopressor": "#ff7f0e",
+    "oxygen": "#1f77b4",
+    "transfusion": "#7f7f7f",
+    "chemotherapy": "#bcbd22",
+    "conditioning": "#17becf",
+    "hsct": "#2ca02c",
+}
+GRADE_COLORS = {0: "rgba(0,0,0,0)", 1: "#fde725", 2: "#f89540", 3: "#cc4778", 4: "#7e03a8", 5: "#0d0887"}
+
+
+def _lines(fig: go.Figure, obs: pd.DataFrame, codes: Sequence[str], row: int, specimen: str | None = None) -> None:
+    vocab = load_vocabulary()
+    for code in codes:
+        s = obs[obs["code"] == code]
+        if specimen is not None:
+            s = s[s["specimen"] == specimen]
+        s = s.sort_values("day")
+        if s.empty:
+            continue
+        unit = vocab[code].canonical_unit
+        fig.add_trace(
+            go.Scatter(
+                x=s["day"],
+                y=s["value"],
+                mode="lines+markers",
+                name=f"{code} ({unit})",
+                customdata=np.stack([s["row_id"], s["source"].fillna("")], axis=1),
+                hovertemplate=f"day %{{x}}<br>{code} %{{y}} {unit}<br>row %{{customdata[0]}}<extra>%{{customdata[1]}}</extra>",
+            ),
+            row=row,
+            col=1,
+        )
+
+
+def subject_timeline(
+    study: Study,
+    subject_id: str,
+    grade_bands: Mapping[str, Sequence[Mapping[str, Any]]] | None = None,
+    day_range: tuple[float, float] | None = None,
+) -> go.Figure:
+    """Stacked panels for one subject: CAR kinetics (log, with LLOQ), blasts, temperature, cytokines,
+    ANC and platelets, and a treatment strip; ``grade_bands`` (e.g. ``{"CRS": [{"day": 29, "grade": 3}, ...]}``
+    from the grading engine) are drawn as coloured bands on the temperature panel.
+    """
+    s = study.subject(subject_id)
+    obs = s.observations
+    titles = ("CAR kinetics (log)", "Blasts and MRD (%)", "Temperature (degC)", "Cytokines (pg/mL)", "ANC and platelets (10^9/L)", "Treatments")
+    fig = make_subplots(rows=6, cols=1, shared_xaxes=True, vertical_spacing=0.03, subplot_titles=titles, row_heights=[0.2, 0.14, 0.14, 0.16, 0.16, 0.2])
+    car = obs[obs["code"].isin(["CAR_COPIES", "CAR_CELLS"])]
+    _lines(fig, car[car["value"].notna()], ["CAR_COPIES", "CAR_CELLS"], 1)
+    lloq = car["lloq"].dropna()
+    if not lloq.empty:
+        fig.add_hline(y=float(lloq.min()), line_dash="dot", line_color="grey", annotation_text="LLOQ", row=1, col=1)
+    blq = car[car["blq"]]
+    if not blq.empty:
+        fig.add_trace(go.Scatter(x=blq["day"], y=blq["lloq"], mode="markers", marker_symbol="triangle-down", name="below LLOQ", marker_color="grey"), row=1, col=1)
+    fig.update_yaxes(type="log", row=1, col=1)
+    _lines(fig, obs, ["BM_BLASTS", "PB_BLASTS", "MRD_FLOW", "CSF_BLASTS"], 2)
+    _lines(fig, obs, ["TEMP"], 3)
+    fig.add_hline(y=38.0, line_dash="dot", line_color="red", row=3, col=1)
+    _lines(fig, obs, ["IL6", "IFNG", "IL10", "MCP1", "IL18"], 4)
+    _lines(fig, obs, ["ANC", "PLT"], 5)
+    for k, (name, bands) in enumerate((grade_bands or {}).items()):
+        for b in bands:
+            g = int(b.get("grade") or 0)
+            if g <= 0:
+                continue
+            d = float(b["day"])
+            fig.add_vrect(x0=d - 0.5, x1=d + 0.5, fillcolor=GRADE_COLORS.get(g, "#444"), opacity=0.35, line_width=0, row=3, col=1)
+        worst = max((int(b.get("grade") or 0) for b in bands), default=0)
+        if worst > 0:
+            fig.add_annotation(text=f"{name} bands (max grade {worst})", xref="paper", yref="paper", x=1.0, y=0.62 - 0.03 * k, showarrow=False, font={"size": 11})
+    iv = s.interventions
+    for kind in TREATMENT_KINDS:
+        rows = iv[iv["kind"] == kind]
+        if rows.empty:
+            continue
+        start = rows["start_day"].to_numpy(dtype=float)
+        end = rows["end_day"].fillna(rows["start_day"]).to_numpy(dtype=float) + 1.0
+        fig.add_trace(
+            go.Bar(
+                x=end - start,
+                base=start,
+                y=[kind] * len(rows),
+                orientation="h",
+                marker_color=_COLORS[kind],
+                name=kind,
+                showlegend=False,
+                customdata=np.stack([rows["row_id"], rows["agent"].fillna(""), rows["source"].fillna("")], axis=1),
+                hovertemplate="%{y}: %{customdata[1]}<br>day %{base} for %{x} d<br>row %{customdata[0]}<extra></extra>",
+            ),
+            row=6,
+            col=1,
+        )
+    fig.update_yaxes(categoryorder="array", categoryarray=list(reversed(TREATMENT_KINDS)), row=6, col=1)
+    if day_range is None:
+        # from a few days before lymphodepletion (or day -14) to the last record: history before that
+        # (diagnosis, earlier relapses) stays in the data and in the tables, not on the treatment axis
+        ld = s.lymphodepletion_start(subject_id)
+        days = pd.concat([obs["day"], iv["start_day"], iv["end_day"].dropna(), s.events["day"]])
+        lo = min(-14.0, (ld - 3.0) if ld is not None else -14.0)
+        hi = float(days.max()) + 3.0 if len(days) else 30.0
+        day_range = (lo, max(hi, 30.0))
+    fig.update_xaxes(range=list(day_range))
+    fig.update_xaxes(title_text="day (day 0 = first infusion)", row=6, col=1)
+    fig.update_layout(height=1200, title=f"{subject_id}", barmode="overlay", legend={"orientation": "h"}, margin={"l": 60, "r": 20, "t": 60, "b": 40})
+    return fig
+
+
+def swimmer_plot(study: Study, max_crs: Mapping[str, int | None] | None = None) -> go.Figure:
+    """One bar per infused subject from day 0 to last contact; markers for response, HSCT, relapse and death.
+
+    ``max_crs`` (subject -> maximum ASTCT CRS grade, from the grading engine) colours the bars when given.
+    """
+    ev = study.events
+    obs = study.observations
+    infused = study.infusions()["subject_id"].unique()
+    rows = []
+    for sid in infused:
+        last = max(
+            float(obs.loc[obs["subject_id"] == sid, "day"].max() if (obs["subject_id"] == sid).any() else 0),
+            float(ev.loc[ev["subject_id"] == sid, "day"].max() if (ev["subject_id"] == sid).any() else 0),
+        )
+        rows.append((sid, last))
+    rows.sort(key=lambda r: r[1])
+    fig = go.Figure()
+    for sid, last in rows:
+        g = None if max_crs is None else max_crs.get(sid)
+        color = GRADE_COLORS.get(int(g), "#999") if g else "#9ecae1"
+        fig.add_trace(go.Bar(y=[sid], x=[last], base=[0], orientation="h", marker_color=color, showlegend=False, hovertemplate=f"{sid}: day 0 to {last:g}" + (f"<br>max CRS {g}" if g is not None else "") + "<extra></extra>"))
+    symbols = {"response": "circle", "hsct": "star", "relapse": "x", "death": "square"}
+    for kind, sym in symbols.items():
+        e = ev[(ev["kind"] == kind) & ev["subject_id"].isin(infused) & (ev["day"] >= 0)]
+        if e.empty:
+            continue
+        fig.add_trace(go.Scatter(y=e["subject_id"], x=e["day"], mode="markers", marker_symbol=sym, marker_size=11, name=kind, text=e["term"], hovertemplate="%{y} day %{x}: %{text}<extra>" + kind + "</extra>"))
+    fig.update_layout(title="Swimmer plot (day 0 = first infusion)", xaxis_title="day", barmode="overlay", height=120 + 28 * len(rows), margin={"l": 140})
+    return fig
+
+
+def survival_figure(estimates: Sequence[Any], title: str = "Outcomes") -> go.Figure:
+    """Step curves of :class:`~cd7kit.clinical.outcomes.SurvivalEstimate` objects with 95% bands and an
+    at-risk table under the axis (numbers at risk at the estimate's ``at_risk`` days)."""
+    fig = make_subplots(rows=2, cols=1, row_heights=[0.8, 0.2], shared_xaxes=True, vertical_spacing=0.08)
+    palette = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd"]
+    for k, est in enumerate(estimates):
+        color = palette[k % len(palette)]
+        name = f"{est.endpoint.upper()} ({est.estimator}, n={est.n}, events={est.n_events})"
+        fig.add_trace(go.Scatter(x=est.timeline, y=est.upper, line_shape="hv", mode="lines", line_width=0, showlegend=False, hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=est.timeline, y=est.lower, line_shape="hv", mode="lines", line_width=0, fill="tonexty", fillcolor="rgba(0,0,0,0.08)", showlegend=False, hoverinfo="skip"), row=1, col=1)
+        fig.add_trace(go.Scatter(x=est.timeline, y=est.estimate, line_shape="hv", mode="lines", name=name, line_color=color), row=1, col=1)
+        ar = est.at_risk
+        fig.add_trace(go.Scatter(x=ar["day"], y=[est.endpoint.upper()] * len(ar), mode="text", text=ar["at_risk"].astype(str), showlegend=False, textfont_color=color), row=2, col=1)
+    fig.update_yaxes(range=[0, 1.02], title_text="probability", row=1, col=1)
+    fig.update_yaxes(title_text="at risk", row=2, col=1)
+    fig.update_xaxes(title_text="days after first infusion", row=2, col=1)
+    fig.update_layout(title=title, height=520, legend={"orientation": "h"})
+    return fig
+
+
+__all__ = ["subject_timeline", "swimmer_plot", "survival_figure", "TREATMENT_KINDS"]
