@@ -79,9 +79,9 @@ def test_seed_case1_is_grade3_and_case2_grade1():
 
 
 def test_seed_cases_from_the_shipped_dataset():
-    datasets = pytest.importorskip("cd7kit.datasets.case_reports")
     from cd7kit.clinical.grading.icans import grade_icans
     from cd7kit.data import Study
+    from cd7kit.datasets import case_reports as datasets
 
     s = Study.from_tables(**datasets.case_report_tables())
     crs = {r.subject_id: r.value for r in grade_crs(s)}

@@ -162,10 +162,13 @@ def swimmer_plot(study: Study, max_crs: Mapping[str, int | None] | None = None) 
         rows.append((sid, last))
     rows.sort(key=lambda r: r[1])
     fig = go.Figure()
-    for sid, last in rows:
-        g = None if max_crs is None else max_crs.get(sid)
-        color = GRADE_COLORS.get(int(g), "#999") if g else "#9ecae1"
-        fig.add_trace(go.Bar(y=[sid], x=[last], base=[0], orientation="h", marker_color=color, showlegend=False, hovertemplate=f"{sid}: day 0 to {last:g}" + (f"<br>max CRS {g}" if g is not None else "") + "<extra></extra>"))
+    # one bar trace for all subjects: a figure stays small for a study of a thousand subjects
+    sids = [r[0] for r in rows]
+    lasts = [r[1] for r in rows]
+    grades = [None if max_crs is None else max_crs.get(sid) for sid in sids]
+    colors = [GRADE_COLORS.get(int(g), "#999") if g else "#9ecae1" for g in grades]
+    text = [f"{sid}: day 0 to {last:g}" + (f"<br>max CRS {g}" if g is not None else "") for sid, last, g in zip(sids, lasts, grades, strict=True)]
+    fig.add_trace(go.Bar(y=sids, x=lasts, base=[0] * len(sids), orientation="h", marker_color=colors, showlegend=False, hovertext=text, hoverinfo="text"))
     symbols = {"response": "circle", "hsct": "star", "relapse": "x", "death": "square"}
     for kind, sym in symbols.items():
         e = ev[(ev["kind"] == kind) & ev["subject_id"].isin(infused) & (ev["day"] >= 0)]

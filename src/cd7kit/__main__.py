@@ -1,0 +1,5 @@
+"""``python -m cd7kit``: the same as the ``cd7kit`` command."""
+
+from cd7kit.cli import main
+
+main()
