@@ -10,13 +10,16 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from cd7kit.data import Study, jsonable
 from cd7kit.errors import InputError, NotFoundError
+
+if TYPE_CHECKING:
+    from cd7kit.store import EnsureResult, Store
 
 console = Console()
 err_console = Console(stderr=True)
@@ -60,7 +63,7 @@ def open_study(spec: str, db: str | None = None) -> Study:
 __all__ = ["console", "err_console", "emit", "fail", "open_study", "JSON_HELP", "DB_HELP"]
 
 
-def ensure_demo_study(store):  # type: ignore[no-untyped-def]
+def ensure_demo_study(store: Store) -> EnsureResult:
     """Store the embedded demo study unless the same content is already there (idempotent)."""
     from cd7kit.datasets import load_demo_study
 

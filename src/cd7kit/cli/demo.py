@@ -40,27 +40,17 @@ def _subjects(study: Study) -> list[dict[str, Any]]:
 
 
 def demo_overview(study: Study) -> dict[str, Any]:
-    """Every engine's summary of a study (pure: no database). Values are the engines' result objects."""
-    from cd7kit.clinical import grading_overview
-    from cd7kit.clinical.eligibility import screening_flow
-    from cd7kit.clinical.response import assess_response
+    """The study overview (screening, escalation, grades) plus the subject list and CAR kinetics (pure)."""
     from cd7kit.kinetics.nca import nca_overview
-    from cd7kit.trial import escalation_state
+    from cd7kit.report.overview import study_overview
 
-    trial = str(study.meta.get("trial", "NCT06849401"))
-    trial_ids = list(study.meta.get("trial_subjects") or study.subject_ids)
-    flow = screening_flow(study, trial, subject_ids=trial_ids)
-    escalation = escalation_state(study.restrict(trial_ids), design="boin", target=0.3)
-    grades = grading_overview(study)
-    best = {str(r.subject_id): r.value for r in assess_response(study) if r.name == "Best overall response"}
-    for sid, g in grades.items():
-        g["best_response"] = best.get(sid)
+    ov = study_overview(study)
     return {
-        "summary": study.summary(),
+        "summary": ov.summary,
         "subjects": _subjects(study),
-        "screening": flow,
-        "escalation": escalation,
-        "grading": grades,
+        "screening": ov.screening,
+        "escalation": ov.escalation,
+        "grading": ov.grading,
         "kinetics": nca_overview(study),
     }
 
@@ -78,9 +68,10 @@ def _render(o: dict[str, Any]) -> None:
     if "load" in o:
         ld = o["load"]
         console.print(f"database: {ld['study_id']} version {ld['version']} ({'written now' if ld['written'] else 'already stored: nothing written'})")
-    console.rule("Screening")
-    for line in o["screening"].lines():
-        console.print(line, highlight=False)
+    if o["screening"] is not None:
+        console.rule("Screening")
+        for line in o["screening"].lines():
+            console.print(line, highlight=False)
     console.rule("Dose escalation")
     render_state(o["escalation"])
     console.rule("Safety, response and CAR kinetics per subject")

@@ -357,9 +357,21 @@ def table_cmd(
         if as_json:
             emit(tab, True)
         else:
-            tite.render_table(tab, console)
+            _render_tite_table(tab, tite)
     else:
         raise InputError([Problem("no decision table for this design", column="design", value=design, expected="boin, tite-boin, 3+3")])
+
+
+def _render_tite_table(tab: dict[str, Any], tite: Any) -> None:
+    t = Table(title=f"TITE-BOIN ({tite.estimator}), target {tite.target}, window {tite.window}", header_style="bold")
+    for col in ("n", "# DLT", "# pending", "decision", "escalate if STFT >=", "de-escalate if STFT <="):
+        t.add_column(col)
+    for r in tab["table"]:
+        t.add_row(str(r["n"]), str(r["y"]), "" if r["pending"] is None else str(r["pending"]), r["decision"],
+                  "" if r.get("escalate_if_stft_ge") is None else f"{r['escalate_if_stft_ge']:.3f}",
+                  "" if r.get("deescalate_if_stft_le") is None else f"{r['deescalate_if_stft_le']:.3f}")
+    console.print(t)
+    console.print("STFT = total follow-up of the pending patients, in windows. Suspend = wait until fewer than half are pending.", highlight=False)
 
 
 def register(root: typer.Typer) -> None:

@@ -24,7 +24,7 @@ from cd7kit import __version__
 from cd7kit.data import Study, jsonable
 from cd7kit.errors import Cd7kitError
 
-from .figures import subject_timeline, survival_figure, swimmer_plot
+from .figures import grade_bands, subject_timeline, survival_figure, swimmer_plot
 
 CHROMIUM_CANDIDATES = ("chromium", "chromium-browser", "google-chrome", "chrome")
 
@@ -58,7 +58,7 @@ def subject_report_html(study: Study, subject_id: str) -> str:
     sub = study.subject(subject_id)
     graded = grade_all(sub, systems=("crs", "icans", "ctcae", "icaht"))
     results = [r.to_dict() for k in ("crs", "icans", "icaht", "ctcae") for r in graded[k]]
-    bands = {r["name"].upper(): (r.get("details") or {}).get("days", []) for r in results if r["name"] in ("crs", "icans")}
+    bands = grade_bands([r for r in results if r["name"] in ("crs", "icans")])
     timeline = figure_png(subject_timeline(study, subject_id, grade_bands=bands))
     kinetics = [k for k in nca_overview(sub) if k["subject_id"] == subject_id]
     return _env().get_template("subject_report.html").render(
@@ -73,18 +73,13 @@ def subject_report_html(study: Study, subject_id: str) -> str:
 
 def safety_report_html(study: Study) -> str:
     """The study: enrolment, screening flow, escalation with its evidence, maximum grades, DLTs, deaths, outcomes."""
-    from cd7kit.clinical import grading_overview
     from cd7kit.clinical.outcomes import cumulative_incidence, kaplan_meier
-    from cd7kit.trial import escalation_state
 
-    trial_ids = list(study.meta.get("trial_subjects") or study.subject_ids)
-    grades = grading_overview(study)
-    escalation = escalation_state(study.restrict(trial_ids), design="boin", target=0.3).to_dict()
-    flow = None
-    if study.meta.get("trial"):
-        from cd7kit.clinical.eligibility import screening_flow
+    from .overview import study_overview
 
-        flow = screening_flow(study, str(study.meta["trial"]), subject_ids=trial_ids).to_dict()
+    ov = study_overview(study)
+    grades, escalation = ov.grading, ov.escalation.to_dict()
+    flow = None if ov.screening is None else ov.screening.to_dict()
     swimmer = figure_png(swimmer_plot(study, {k: v.get("max_crs") for k, v in grades.items()}))
     outcomes = figure_png(survival_figure([kaplan_meier(study, "os"), kaplan_meier(study, "efs")], "Overall and event-free survival"))
     cir = figure_png(survival_figure([cumulative_incidence(study)], "Cumulative incidence of relapse (death without relapse competing)"))
@@ -92,7 +87,7 @@ def safety_report_html(study: Study) -> str:
     serious = ev[ev["kind"].isin(["dlt", "death"]) | (ev["grade"].fillna(0) >= 3)].sort_values(["subject_id", "day"])
     return _env().get_template("safety_report.html").render(
         stamp=_stamp(study),
-        summary=study.summary(),
+        summary=ov.summary,
         flow=flow,
         escalation=escalation,
         grades=grades,

@@ -70,6 +70,11 @@ def _lines(fig: go.Figure, obs: pd.DataFrame, codes: Sequence[str], row: int, sp
         )
 
 
+def grade_bands(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """Per-day grades of graded results (``Result.to_dict()`` with ``details.days``), keyed by upper-case name."""
+    return {str(r["name"]).upper(): list((r.get("details") or {}).get("days", [])) for r in results}
+
+
 def subject_timeline(
     study: Study,
     subject_id: str,
@@ -199,4 +204,4 @@ def survival_figure(estimates: Sequence[Any], title: str = "Outcomes") -> go.Fig
     return fig
 
 
-__all__ = ["subject_timeline", "swimmer_plot", "survival_figure", "TREATMENT_KINDS"]
+__all__ = ["grade_bands", "subject_timeline", "swimmer_plot", "survival_figure", "TREATMENT_KINDS"]

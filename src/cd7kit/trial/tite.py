@@ -228,19 +228,6 @@ class TiteBoin:
             return {"decision": "escalate if STFT >= threshold, else stay", "escalate_if_stft_ge": round(s_esc, 4)}
         return {"decision": "stay"}
 
-    def render_table(self, tab: Mapping[str, Any], console: Any) -> None:
-        from rich.table import Table
-
-        t = Table(title=f"TITE-BOIN ({self.estimator}), target {self.target}, window {self.window}", header_style="bold")
-        for col in ("n", "# DLT", "# pending", "decision", "escalate if STFT >=", "de-escalate if STFT <="):
-            t.add_column(col)
-        for r in tab["table"]:
-            t.add_row(str(r["n"]), str(r["y"]), "" if r["pending"] is None else str(r["pending"]), r["decision"],
-                      "" if r.get("escalate_if_stft_ge") is None else f"{r['escalate_if_stft_ge']:.3f}",
-                      "" if r.get("deescalate_if_stft_le") is None else f"{r['deescalate_if_stft_le']:.3f}")
-        console.print(t)
-        console.print("STFT = total follow-up of the pending patients, in windows. Suspend = wait until fewer than half are pending.", highlight=False)
-
     # -- simulation -------------------------------------------------------------------------------
     def weibull(self, p: float) -> tuple[float, float]:
         """(shape k, scale) of the Weibull time to DLT with F(window) = p and F(window/2) = alpha1 p."""

@@ -22,7 +22,8 @@ from fastapi.templating import Jinja2Templates
 from cd7kit import __version__
 from cd7kit.data import Study, jsonable
 from cd7kit.errors import Cd7kitError, NotFoundError
-from cd7kit.report.figures import subject_timeline, survival_figure, swimmer_plot
+from cd7kit.report.figures import grade_bands, subject_timeline, survival_figure, swimmer_plot
+from cd7kit.report.overview import study_overview
 from cd7kit.store import Store
 
 from .security import IDENTIFYING_COLUMNS, LoginLimiter, Session, SessionStore, allowed, csrf_ok
@@ -168,24 +169,13 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
         return resp
 
     # -- pages ----------------------------------------------------------------------------------
-    def trial_ids(study: Study) -> list[str]:
-        return list(study.meta.get("trial_subjects") or study.subject_ids)
-
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     def overview(request: Request, s: Session = Depends(page_user)) -> HTMLResponse:
-        from cd7kit.clinical import grading_overview
-        from cd7kit.trial import escalation_state
-
         study = studies.get()
-        summary = studies.result("summary", lambda st: st.summary())
+        ov = studies.result("overview", study_overview)
+        summary, grades, escalation = ov.summary, ov.grading, ov.escalation.to_dict()
+        flow = None if ov.screening is None else ov.screening.to_dict()
         subjects = study.subjects if allowed(s.role, "view_identifying") else deidentify(study.subjects)
-        grades = studies.result("grading_overview", grading_overview)
-        escalation = studies.result("escalation", lambda st: escalation_state(st.restrict(trial_ids(st)), design="boin", target=0.3).to_dict())
-        flow = None
-        if study.meta.get("trial"):
-            from cd7kit.clinical.eligibility import screening_flow
-
-            flow = studies.result("screening_flow", lambda st: screening_flow(st, str(st.meta["trial"]), subject_ids=trial_ids(st)).to_dict())
         by_level: dict[str, dict[str, list[Any]]] = {}
         infused = set(study.infusions()["subject_id"])
         for r in study.subjects[study.subjects["subject_id"].isin(infused)].sort_values("dose_level").to_dict("records"):
@@ -210,8 +200,7 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
         def timeline(st: Study) -> tuple[list[dict[str, Any]], str]:
             graded = grade_all(st.subject(subject_id), systems=("crs", "icans"))
             res = [r.to_dict() for r in graded["crs"] + graded["icans"]]
-            bands = {r["name"].upper(): (r.get("details") or {}).get("days", []) for r in res}
-            return res, subject_timeline(st, subject_id, grade_bands=bands).to_json()
+            return res, subject_timeline(st, subject_id, grade_bands=grade_bands(res)).to_json()
 
         results, fig_json = studies.result(f"timeline:{subject_id}", timeline)
         events = sub.events.sort_values("day")
@@ -233,9 +222,7 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
 
     @app.get("/api/escalation", summary="Escalation state and next recommended dose with evidence")
     def api_escalation(s: Session = Depends(api_user)) -> dict[str, Any]:
-        from cd7kit.trial import escalation_state
-
-        result: dict[str, Any] = studies.result("escalation", lambda st: escalation_state(st.restrict(trial_ids(st)), design="boin", target=0.3).to_dict())
+        result: dict[str, Any] = studies.result("overview", study_overview).escalation.to_dict()
         return result
 
     @app.post("/subjects/{subject_id}/dlt", include_in_schema=False)
