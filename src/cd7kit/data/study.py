@@ -275,7 +275,7 @@ class Study:
         """Counts for an overview: subjects by status and dose level, observations by category, day span."""
         vocab = load_vocabulary()
         obs = self.observations
-        cats = obs["code"].map(lambda c: vocab[c].category if c in vocab else "unknown")
+        cats = obs["code"].map({tc.code: tc.category for tc in vocab}).fillna("unknown")
         days = pd.concat([obs["day"], self.interventions["start_day"], self.events["day"]])
         dl = self.subjects["dose_level"]
         return {

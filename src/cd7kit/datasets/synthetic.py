@@ -39,7 +39,8 @@ VISIT_DAYS = tuple(range(-7, 29)) + (35, 42, 56, 90, 120, 150, 180)
 CAR_DAYS = (1, 2, 3, 5, 7, 8, 10, 11, 14, 15, 17, 18, 21, 24, 28, 35, 42, 56, 90)
 #: CRS maximum grade probabilities per dose level (grades 0..3): an assumption for the demo.
 CRS_PROBS = {1: (0.5, 0.4, 0.1, 0.0), 2: (0.3, 0.4, 0.3, 0.0), 3: (0.1, 0.3, 0.3, 0.3)}
-#: Reference ranges (children), used for lln/uln columns.
+#: Illustrative paediatric reference ranges for the synthetic rows' lln/uln columns (a generator's choice,
+#: not a clinical rule: real studies carry each laboratory's own ranges per row).
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "ANC": (1.5, 8.0), "WBC": (4.5, 13.5), "ALC": (1.5, 6.5), "PLT": (150, 450), "HGB": (110, 160),
     "CRP": (None, 8.0), "FERRITIN": (10, 150), "LDH": (120, 300), "CREAT": (0.3, 0.7), "ALT": (5, 40),
