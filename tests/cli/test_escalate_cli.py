@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 
 import pandas as pd
 import pytest
@@ -69,13 +68,18 @@ def test_select_mtd_contract():
     assert {"value", "evidence", "rule", "missing"} <= set(d)
 
 
-def test_next_contract():
-    d = run("next", "--design", "boin", "--target", "0.3", "--n", "3,3,0", "--y", "0,2,0", "--current", "2", "--json")
-    assert d["next_dose"] == 1 and d["action"] == "de-escalate" and d["value"] == 1
-    d = run("next", "--design", "3+3", "--n", "3,0", "--y", "1,0", "--current", "1", "--json")
-    assert d["next_dose"] == 1 and d["action"] == "stay"
-    d = run("next", "--design", "tite-boin", "--n", "6,0", "--y", "1,0", "--current", "1", "--pending", "25,25;", "--json")
-    assert d["action"] == "escalate"
+@pytest.mark.parametrize(
+    ("args", "want"),
+    [
+        (["--design", "boin", "--target", "0.3", "--n", "3,3,0", "--y", "0,2,0", "--current", "2"], {"next_dose": 1, "action": "de-escalate", "value": 1}),
+        (["--design", "3+3", "--n", "3,0", "--y", "1,0", "--current", "1"], {"next_dose": 1, "action": "stay"}),
+        (["--design", "tite-boin", "--n", "6,0", "--y", "1,0", "--current", "1", "--pending", "25,25;"], {"action": "escalate"}),
+    ],
+    ids=["boin", "3+3", "tite-boin"],
+)
+def test_next_contract(args, want):
+    d = run("next", *args, "--json")
+    assert {k: d[k] for k in want} == want
 
 
 def test_next_with_study_folder(tmp_path):
@@ -108,13 +112,8 @@ def test_table_command():
     assert res.exit_code == 0 and "Eliminate if # of DLT" in res.stdout
 
 
-def test_bad_input_exits_2_with_problems_on_stderr(monkeypatch, capsys):
-    from cd7kit.cli import main
-
-    argv = ["cd7kit", "escalate", "select-mtd", "--n", "3,3", "--y", "4,0", "--json"]
-    monkeypatch.setattr(sys, "argv", argv)
-    with pytest.raises(SystemExit) as e:
-        main()
-    assert e.value.code == 2
-    err = json.loads(capsys.readouterr().err)
-    assert err["problems"] and "DLTs must be between 0 and n" in err["problems"][0]["message"]
+def test_bad_input_exits_2_with_problems_on_stderr(run_main):
+    code, _, err = run_main("escalate", "select-mtd", "--n", "3,3", "--y", "4,0", "--json")
+    assert code == 2
+    problems = json.loads(err)["problems"]
+    assert problems and "DLTs must be between 0 and n" in problems[0]["message"]

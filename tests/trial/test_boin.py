@@ -215,6 +215,8 @@ def test_get_oc_titration_example_exactly():
         {"titration": True, "startdose": 2},
         {"startdose": 3, "cohortsize": 2, "ncohort": 7},
         {"rng": "numpy", "cutoff_eli": 0.9, "p_saf": 0.15, "p_tox": 0.45},
+        {"rng": "numpy", "titration": True, "extrasafe": True, "n_earlystop": 9},
+        {"rng": "numpy", "startdose": 2, "cohortsize": 4, "ncohort": 7, "boundmtd": True},
     ],
 )
 def test_fast_and_reference_agree_trial_by_trial(opts):
@@ -224,6 +226,37 @@ def test_fast_and_reference_agree_trial_by_trial(opts):
     a = B.simulate(0.3, p, engine="fast", **kw)
     b = B.simulate(0.3, p, engine="reference", **kw)
     assert np.array_equal(a.N, b.N) and np.array_equal(a.Y, b.Y) and np.array_equal(a.mtd, b.mtd)
+
+
+def test_binomial_inversion_gives_the_binomial_distribution():
+    """Fast mode: one uniform per cohort -> DLT count by inverting the Binomial(m, p) CDF (exact frequencies on a grid)."""
+    from scipy import stats
+
+    from cd7kit.trial._kernels import binomial_cdf_table, binomial_inverse
+
+    p = np.array([0.05, 0.3, 0.6, 1.0, 0.0])
+    cdf = binomial_cdf_table(p, 4)
+    K = 200_000
+    v = (np.arange(K) + 0.5) / K
+    for d in range(len(p)):
+        for m in range(5):
+            k = np.array([binomial_inverse(x, cdf, d, m) for x in v[::50]] + [binomial_inverse(v[-1], cdf, d, m)])
+            freq = np.bincount(k, minlength=m + 1)[: m + 1] / len(k)
+            assert np.allclose(freq, stats.binom.pmf(np.arange(m + 1), m, p[d]), atol=2 / len(k))
+            assert k.max() <= m
+
+
+@pytest.mark.parametrize("opts", [{}, {"titration": True}, {"n_earlystop": 9, "extrasafe": True}, {"cohortsize": 4, "ncohort": 8}])
+def test_fast_mode_agrees_with_r_compatible_mode_in_distribution(opts):
+    """rng='numpy' (PCG64, one uniform per cohort) vs rng='r' (R's stream, one per patient): 20,000 trials each."""
+    kw = {"ncohort": 10, "cohortsize": 3, "ntrial": 20_000, **opts}
+    a = B.simulate(0.3, P5, rng="r", seed=6, **kw)
+    b = B.simulate(0.3, P5, rng="numpy", seed=6, **kw)
+    for key in ("selection_pct", "patients_mean", "dlt_mean"):
+        se = np.hypot(a.se[key], b.se[key])
+        assert np.all(np.abs(getattr(a, key) - getattr(b, key)) <= 4 * se + 1e-12), key
+    for key in ("stop_pct", "n_mean", "overdose60_pct"):
+        assert abs(getattr(a, key) - getattr(b, key)) <= 4 * np.hypot(a.se[key], b.se[key]) + 1e-12, key
 
 
 def test_overdose_for_any_scenario_and_per_trial():

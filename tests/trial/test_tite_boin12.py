@@ -1,4 +1,4 @@
-"""TITE-BOIN (pending patients, decision table, simulation) and BOIN12 (utility rules, OBD)."""
+"""TITE-BOIN (pending patients, decision table, simulation); BOIN12 is in test_boin12.py."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import pytest
 
 from cd7kit.errors import InputError
 from cd7kit.trial import TrialData, get_design
-from cd7kit.trial.boin12 import Boin12
 from cd7kit.trial.tite import TiteBoin, estimate
 
 P5 = [0.05, 0.15, 0.30, 0.45, 0.60]
@@ -78,39 +77,6 @@ def test_weibull_time_to_dlt():
     k, lam = t.weibull(0.3)
     F = lambda x: 1 - math.exp(-((x / lam) ** k))  # noqa: E731
     assert F(28) == pytest.approx(0.3) and F(14) == pytest.approx(0.15)
-
-
-# -- BOIN12 -------------------------------------------------------------------------------------
-def test_boin12_benchmark_utility():
-    b = Boin12(target=0.35, phi_e=0.25, u2=40, u3=60)
-    # u_bar = 100*.25*.65 + 40*.65*.75 + 60*.35*.25 = 41; u_b = 41 + 59/2
-    assert b.u_bar == pytest.approx(41.0) and b.u_b == pytest.approx(70.5)
-    # untried dose: 100 * P(Beta(1,1) > 0.705)
-    r = b.desirability(np.array([0.0]), np.array([0.0]), np.array([0.0]), np.array([0.0]))
-    assert r[0] == pytest.approx(29.5)
-
-
-def test_boin12_rules():
-    b = Boin12()
-    # 0/3 DLT and 1 response: d+1 untried has higher desirability -> escalate (ties -> higher)
-    assert b.next_dose(TrialData.of([3, 0, 0], [0, 0, 0], 1, efficacy=[1, 0, 0], both=[0, 0, 0])).value == 2
-    # DLT rate >= lambda_d -> de-escalate
-    assert b.next_dose(TrialData.of([3, 3, 0], [0, 2, 0], 2, efficacy=[1, 1, 0], both=[0, 1, 0])).value == 1
-    # exploration: 9 patients at dose 1 with acceptable toxicity and dose 2 untried -> escalate
-    assert b.next_dose(TrialData.of([9, 0], [1, 0], 1, efficacy=[0, 0], both=[0, 0])).value == 2
-    with pytest.raises(InputError):
-        b.next_dose(TrialData.of([3], [0], 1))
-
-
-def test_boin12_obd_selection_and_simulation():
-    b = Boin12()
-    s = b.select_mtd(TrialData.of([6, 12, 9], [0, 2, 6], efficacy=[1, 7, 5], both=[0, 1, 2]))
-    assert s.details["mtd"] == 2 and s.mtd == 2  # utilities (1+3)/8 = 0.5 < (1+8.2)/14 = 0.66
-    s = b.select_mtd(TrialData.of([6, 12, 9], [0, 2, 6], efficacy=[4, 1, 5], both=[0, 0, 2]))
-    assert s.details["mtd"] == 2 and s.mtd == 1  # (1+4.8)/8 = 0.725 > (1+4.6)/14 = 0.4
-    oc = b.simulate([0.05, 0.1, 0.2, 0.35, 0.5], [0.1, 0.2, 0.45, 0.5, 0.5], ntrial=60, seed=2)
-    assert oc.selection_pct.sum() + oc.stop_pct == pytest.approx(100)
-    assert oc.to_dict()["response_mean"]
 
 
 @pytest.mark.parametrize(

@@ -10,15 +10,25 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column
 
 from cd7kit.errors import InputError, Problem
 
-from ._common import DB_HELP, JSON_HELP, console, emit
+from ._common import DB_OPTION, JSON_OPTION, console, emit, print_table
 
 app = typer.Typer(help="Dose escalation: BOIN, 3+3, TITE-BOIN, CRM, BOIN12 -- boundaries, simulation, trial conduct.", no_args_is_help=True)
 
 DESIGN_HELP = "Design: boin, 3+3, tite-boin, crm or boin12."
+
+# options the designs share (one definition, one help text)
+_TARGET = typer.Option(0.3, "--target", help="Target DLT rate.")
+_COHORTSIZE = typer.Option(3, "--cohortsize", help="Cohort size.")
+_CUTOFF_ELI = typer.Option(0.95, "--cutoff-eli", help="Elimination cutoff P(p > target | data).")
+_EXTRASAFE = typer.Option(False, "--extrasafe", help="Add the stricter stopping boundary for the lowest dose.")
+_OFFSET = typer.Option(0.05, "--offset", help="extrasafe offset.")
+_N_EARLYSTOP = typer.Option(100, "--n-earlystop", help="Stop when this many patients are at the current dose.")
+_P_SAF = typer.Option(None, "--p-saf", help="Highest rate deemed subtherapeutic (default 0.6 x target).")
+_P_TOX = typer.Option(None, "--p-tox", help="Lowest rate deemed overly toxic (default 1.4 x target).")
 
 
 def _floats(text: str | None, name: str) -> list[float] | None:
@@ -39,6 +49,10 @@ def _ints(text: str | None, name: str) -> list[int] | None:
     return [int(v) for v in vals]
 
 
+def _right(header: str) -> Column:
+    return Column(header, justify="right")
+
+
 def _boin_opts(n_earlystop: int, p_saf: float | None, p_tox: float | None, cutoff_eli: float, extrasafe: bool, offset: float) -> dict[str, Any]:
     return {"n_earlystop": n_earlystop, "p_saf": p_saf, "p_tox": p_tox, "cutoff_eli": cutoff_eli, "extrasafe": extrasafe, "offset": offset}
 
@@ -46,16 +60,16 @@ def _boin_opts(n_earlystop: int, p_saf: float | None, p_tox: float | None, cutof
 # -- boundaries -------------------------------------------------------------------------------
 @app.command("boundaries")
 def boundaries_cmd(
-    target: float = typer.Option(0.3, "--target", help="Target DLT rate."),
+    target: float = _TARGET,
     ncohort: int = typer.Option(10, "--ncohort", help="Number of cohorts."),
-    cohortsize: int = typer.Option(3, "--cohortsize", help="Cohort size."),
-    cutoff_eli: float = typer.Option(0.95, "--cutoff-eli", help="Elimination cutoff P(p > target | data)."),
-    extrasafe: bool = typer.Option(False, "--extrasafe", help="Add the stricter stopping boundary for the lowest dose."),
-    offset: float = typer.Option(0.05, "--offset", help="extrasafe offset."),
-    n_earlystop: int = typer.Option(100, "--n-earlystop", help="Stop when this many patients are at the current dose."),
-    p_saf: float | None = typer.Option(None, "--p-saf", help="Highest rate deemed subtherapeutic (default 0.6 x target)."),
-    p_tox: float | None = typer.Option(None, "--p-tox", help="Lowest rate deemed overly toxic (default 1.4 x target)."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    cohortsize: int = _COHORTSIZE,
+    cutoff_eli: float = _CUTOFF_ELI,
+    extrasafe: bool = _EXTRASAFE,
+    offset: float = _OFFSET,
+    n_earlystop: int = _N_EARLYSTOP,
+    p_saf: float | None = _P_SAF,
+    p_tox: float | None = _P_TOX,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """BOIN escalation / de-escalation / elimination boundaries for n = 1 ... ncohort x cohortsize (R get.boundary)."""
     from cd7kit.trial import boundaries
@@ -64,23 +78,22 @@ def boundaries_cmd(
     emit(b, as_json, lambda obj: _render_boin_table(obj, full=True))
 
 
+_BOIN_ROWS = (
+    ("Escalate if # of DLT <=", "escalate_max"),
+    ("De-escalate if # of DLT >=", "deescalate_min"),
+    ("Eliminate if # of DLT >=", "eliminate_min"),
+)
+
+
 def _render_boin_table(b: Any, full: bool = False) -> None:
     rows = b.rows(full=full)
     console.print(f"BOIN, target {b.target}: lambda_e = {b.lambda_e:.4f}, lambda_d = {b.lambda_d:.4f}")
-    t = Table(show_header=True, header_style="bold")
-    t.add_column("Number of patients treated at the current dose")
-    for r in rows:
-        t.add_column(str(r["n"]), justify="right")
-
-    def cell(v: Any) -> str:
-        return "NA" if v is None else str(v)
-
-    t.add_row("Escalate if # of DLT <=", *[cell(r["escalate_max"]) for r in rows])
-    t.add_row("De-escalate if # of DLT >=", *[cell(r["deescalate_min"]) for r in rows])
-    t.add_row("Eliminate if # of DLT >=", *[cell(r["eliminate_min"]) for r in rows])
-    if b.extrasafe:
-        t.add_row("Stop the trial (lowest dose) if # of DLT >=", *[cell(r.get("stop_min")) for r in rows])
-    console.print(t)
+    lines = _BOIN_ROWS + ((("Stop the trial (lowest dose) if # of DLT >=", "stop_min"),) if b.extrasafe else ())
+    print_table(
+        None,
+        ["Number of patients treated at the current dose", *(_right(str(r["n"])) for r in rows)],
+        ([label, *("NA" if r.get(key) is None else str(r[key]) for r in rows)] for label, key in lines),
+    )
     console.print(
         "Eliminated doses are never re-entered; if the lowest dose is eliminated the trial stops. "
         "De-escalation at the lowest dose and escalation into an eliminated dose mean: stay.",
@@ -92,22 +105,22 @@ def _render_boin_table(b: Any, full: bool = False) -> None:
 @app.command("simulate")
 def simulate_cmd(
     design: str = typer.Option("boin", "--design", help=DESIGN_HELP),
-    target: float = typer.Option(0.3, "--target", help="Target DLT rate."),
+    target: float = _TARGET,
     p_true: str = typer.Option(..., "--p-true", help="True DLT probabilities, comma-separated, dose 1 first."),
     ncohort: int = typer.Option(10, "--ncohort", help="Number of cohorts."),
-    cohortsize: int = typer.Option(3, "--cohortsize", help="Cohort size."),
+    cohortsize: int = _COHORTSIZE,
     ntrial: int = typer.Option(1000, "--ntrial", help="Number of simulated trials."),
     seed: int = typer.Option(6, "--seed", help="Random seed (6 is R BOIN get.oc's default)."),
-    rng: str = typer.Option("r", "--rng", help="'r': R's Mersenne-Twister stream (reproduces get.oc); 'numpy': fast PCG64."),
-    n_earlystop: int = typer.Option(100, "--n-earlystop"),
+    rng: str = typer.Option("r", "--rng", help="'r': R's Mersenne-Twister stream (reproduces get.oc); 'numpy': the fast mode (PCG64; BOIN: one draw per cohort)."),
+    n_earlystop: int = _N_EARLYSTOP,
     startdose: int = typer.Option(1, "--startdose"),
     titration: bool = typer.Option(False, "--titration"),
-    extrasafe: bool = typer.Option(False, "--extrasafe"),
-    offset: float = typer.Option(0.05, "--offset"),
+    extrasafe: bool = _EXTRASAFE,
+    offset: float = _OFFSET,
     boundmtd: bool = typer.Option(False, "--boundmtd"),
-    cutoff_eli: float = typer.Option(0.95, "--cutoff-eli"),
-    p_saf: float | None = typer.Option(None, "--p-saf"),
-    p_tox: float | None = typer.Option(None, "--p-tox"),
+    cutoff_eli: float = _CUTOFF_ELI,
+    p_saf: float | None = _P_SAF,
+    p_tox: float | None = _P_TOX,
     per_trial: bool = typer.Option(False, "--per-trial", help="Include one record per simulated trial."),
     method: str = typer.Option("exact", "--method", help="3+3 only: 'exact' (enumeration) or 'simulation'."),
     deescalate: bool = typer.Option(False, "--deescalate", help="3+3 only: the MTD needs 6 patients (de-escalation variant)."),
@@ -119,7 +132,7 @@ def simulate_cmd(
     estimator: str = typer.Option("ess", "--estimator", help="TITE-BOIN: 'ess' (Lin & Yuan 2020) or 'imputation' (Yuan et al. 2018)."),
     p_eff: str | None = typer.Option(None, "--p-eff", help="BOIN12: true efficacy probabilities, comma-separated."),
     phi_e: float = typer.Option(0.25, "--phi-e", help="BOIN12: lowest acceptable efficacy rate."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Operating characteristics by simulation (3+3: exact enumeration by default)."""
     from cd7kit.trial import get_design
@@ -150,7 +163,7 @@ def simulate_cmd(
         pe = _floats(p_eff, "p_eff")
         if not pe:
             raise InputError([Problem("BOIN12 needs --p-eff", column="p_eff")])
-        d = get_design("boin12", target=target, phi_e=phi_e, ncohort=ncohort, cohortsize=cohortsize, startdose=startdose)
+        d = get_design("boin12", target=target, phi_e=phi_e, ncohort=ncohort, cohortsize=cohortsize, startdose=startdose, n_earlystop=n_earlystop)
         res = d.simulate(p, pe, ntrial=ntrial, seed=seed, rng=rng, per_trial=per_trial)
     else:
         raise InputError([Problem("unknown design", column="design", value=design, expected="boin, 3+3, tite-boin, crm, boin12")])
@@ -161,17 +174,13 @@ def _render_oc(res: Any) -> None:
     from cd7kit.data import jsonable
 
     d = jsonable(res)
-    nd = len(d["selection_pct"])
-    t = Table(title=f"{d.get('design', '')} operating characteristics", header_style="bold")
-    t.add_column("")
-    for i in range(nd):
-        t.add_column(f"dose {i + 1}", justify="right")
-    if "p_true" in d:
-        t.add_row("true DLT rate", *[f"{v:.2f}" for v in d["p_true"]])
-    t.add_row("selection %", *[f"{v:.1f}" for v in d["selection_pct"]])
-    t.add_row("patients (mean)", *[f"{v:.2f}" for v in d["patients_mean"]])
-    t.add_row("DLTs (mean)", *[f"{v:.2f}" for v in d["dlt_mean"]])
-    console.print(t)
+    lines = [("true DLT rate", "p_true", ".2f")] if "p_true" in d else []
+    lines += [("selection %", "selection_pct", ".1f"), ("patients (mean)", "patients_mean", ".2f"), ("DLTs (mean)", "dlt_mean", ".2f")]
+    print_table(
+        f"{d.get('design', '')} operating characteristics",
+        ["", *(_right(f"dose {i + 1}") for i in range(len(d["selection_pct"])))],
+        ([label, *(format(v, fmt) for v in d[key])] for label, key, fmt in lines),
+    )
     console.print(
         f"no MTD (stop) {d['stop_pct']:.1f}%  mean n {d['n_mean']:.2f}  mean DLTs {d['dlt_total_mean']:.2f}  "
         f"overdose >60% {d['overdose60_pct']:.1f}%  >80% {d['overdose80_pct']:.1f}%"
@@ -183,18 +192,18 @@ def _render_oc(res: Any) -> None:
 # -- select-mtd -------------------------------------------------------------------------------
 @app.command("select-mtd")
 def select_mtd_cmd(
-    target: float = typer.Option(0.3, "--target"),
+    target: float = _TARGET,
     n: str = typer.Option(..., "--n", help="Patients per dose, comma-separated."),
     y: str = typer.Option(..., "--y", help="DLTs per dose, comma-separated."),
     design: str = typer.Option("boin", "--design", help=DESIGN_HELP),
-    cutoff_eli: float = typer.Option(0.95, "--cutoff-eli"),
-    extrasafe: bool = typer.Option(False, "--extrasafe"),
-    offset: float = typer.Option(0.05, "--offset"),
+    cutoff_eli: float = _CUTOFF_ELI,
+    extrasafe: bool = _EXTRASAFE,
+    offset: float = _OFFSET,
     boundmtd: bool = typer.Option(False, "--boundmtd"),
-    p_tox: float | None = typer.Option(None, "--p-tox"),
+    p_tox: float | None = _P_TOX,
     efficacy: str | None = typer.Option(None, "--efficacy", help="BOIN12: responses per dose."),
     both: str | None = typer.Option(None, "--both", help="BOIN12: patients with both a DLT and a response, per dose."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The MTD from the final data (BOIN: isotonic estimates and 95% intervals, R select.mtd; BOIN12: the OBD)."""
     from cd7kit.trial import TrialData, get_design
@@ -208,17 +217,14 @@ def select_mtd_cmd(
 
 
 def _render_mtd(m: Any) -> None:
-    t = Table(header_style="bold")
-    for c in ("dose", "isotonic estimate", "95% CI", "P(overdose)"):
-        t.add_column(c, justify="right")
-    for i in range(len(m.phat)):
+    def row(i: int) -> list[str]:
         if m.phat[i] is None:
-            t.add_row(str(i + 1), "----", "----", "----")
-        else:
-            ci = "" if m.ci_lower[i] is None else f"({m.ci_lower[i]:.2f}, {m.ci_upper[i]:.2f})"
-            po = "" if m.p_overdose[i] is None else f"{m.p_overdose[i]:.2f}"
-            t.add_row(str(i + 1), f"{m.phat[i]:.2f}", ci, po)
-    console.print(t)
+            return [str(i + 1), "----", "----", "----"]
+        ci = "" if m.ci_lower[i] is None else f"({m.ci_lower[i]:.2f}, {m.ci_upper[i]:.2f})"
+        po = "" if m.p_overdose[i] is None else f"{m.p_overdose[i]:.2f}"
+        return [str(i + 1), f"{m.phat[i]:.2f}", ci, po]
+
+    print_table(None, [_right(c) for c in ("dose", "isotonic estimate", "95% CI", "P(overdose)")], (row(i) for i in range(len(m.phat))))
     console.print(f"MTD: {'none' if m.mtd is None else 'dose ' + str(m.mtd)} -- {m.reason}", highlight=False)
 
 
@@ -226,26 +232,26 @@ def _render_mtd(m: Any) -> None:
 @app.command("next")
 def next_cmd(
     design: str = typer.Option("boin", "--design", help=DESIGN_HELP),
-    target: float = typer.Option(0.3, "--target"),
+    target: float = _TARGET,
     n: str | None = typer.Option(None, "--n", help="Patients per dose, comma-separated."),
     y: str | None = typer.Option(None, "--y", help="DLTs per dose, comma-separated."),
     current: int | None = typer.Option(None, "--current", help="Dose of the last cohort (1-based)."),
     study: str | None = typer.Option(None, "--study", help="A stored study id or a CSV-template folder (instead of --n/--y/--current)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
+    db: str | None = DB_OPTION,
     ncohort: int | None = typer.Option(None, "--ncohort", help="Number of cohorts (maximum sample size = ncohort x cohortsize)."),
-    cohortsize: int = typer.Option(3, "--cohortsize"),
-    n_earlystop: int = typer.Option(100, "--n-earlystop"),
-    cutoff_eli: float = typer.Option(0.95, "--cutoff-eli"),
-    extrasafe: bool = typer.Option(False, "--extrasafe"),
-    offset: float = typer.Option(0.05, "--offset"),
-    p_saf: float | None = typer.Option(None, "--p-saf"),
-    p_tox: float | None = typer.Option(None, "--p-tox"),
+    cohortsize: int = _COHORTSIZE,
+    n_earlystop: int = _N_EARLYSTOP,
+    cutoff_eli: float = _CUTOFF_ELI,
+    extrasafe: bool = _EXTRASAFE,
+    offset: float = _OFFSET,
+    p_saf: float | None = _P_SAF,
+    p_tox: float | None = _P_TOX,
     pending: str | None = typer.Option(None, "--pending", help="TITE-BOIN: follow-up of pending patients, ';' between doses, ',' within (e.g. '';'10,20')."),
     window: float = typer.Option(28.0, "--window", help="TITE-BOIN / study: DLT window in days."),
     skeleton: str | None = typer.Option(None, "--skeleton", help="CRM: prior DLT probabilities."),
     efficacy: str | None = typer.Option(None, "--efficacy", help="BOIN12: responses per dose, comma-separated."),
     both: str | None = typer.Option(None, "--both", help="BOIN12: patients with both a DLT and a response, per dose."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The dose for the next cohort, from counts (--n --y --current) or from a study's DLT events (--study)."""
     from cd7kit.trial import DltDefinition, TrialData, escalation_state, get_design
@@ -297,12 +303,11 @@ def _render_decision(dec: Any) -> None:
 
 def render_state(state: Any) -> None:
     """Print an :class:`~cd7kit.trial.EscalationState` (per-dose table, recommendation, missing follow-up); used by ``cd7kit demo``."""
-    t = Table(title=f"Escalation state of {state.study_id} ({state.design}, target {state.target})", header_style="bold")
-    for c in ("dose", "level", "n", "DLT", "pending", "subjects with DLT"):
-        t.add_column(c)
-    for d in state.doses:
-        t.add_row(str(d.dose), d.label or "", str(d.n), str(d.dlt), str(d.pending), ", ".join(d.dlt_subjects))
-    console.print(t)
+    print_table(
+        f"Escalation state of {state.study_id} ({state.design}, target {state.target})",
+        ("dose", "level", "n", "DLT", "pending", "subjects with DLT"),
+        ((str(d.dose), d.label or "", str(d.n), str(d.dlt), str(d.pending), ", ".join(d.dlt_subjects)) for d in state.doses),
+    )
     if state.recommendation is not None:
         _render_decision(state.recommendation)
     for m in state.missing:
@@ -312,20 +317,21 @@ def render_state(state: Any) -> None:
 # -- table ------------------------------------------------------------------------------------
 @app.command("table")
 def table_cmd(
-    design: str = typer.Option("boin", "--design", help="boin, tite-boin or 3+3."),
-    target: float = typer.Option(0.3, "--target"),
+    design: str = typer.Option("boin", "--design", help="boin, tite-boin, 3+3 or boin12."),
+    target: float = _TARGET,
     ncohort: int = typer.Option(10, "--ncohort"),
-    cohortsize: int = typer.Option(3, "--cohortsize"),
+    cohortsize: int = _COHORTSIZE,
     full: bool = typer.Option(False, "--full", help="BOIN: every n, not only multiples of the cohort size."),
-    n_earlystop: int = typer.Option(100, "--n-earlystop"),
-    cutoff_eli: float = typer.Option(0.95, "--cutoff-eli"),
-    extrasafe: bool = typer.Option(False, "--extrasafe"),
-    offset: float = typer.Option(0.05, "--offset"),
-    p_saf: float | None = typer.Option(None, "--p-saf"),
-    p_tox: float | None = typer.Option(None, "--p-tox"),
+    n_earlystop: int = _N_EARLYSTOP,
+    cutoff_eli: float = _CUTOFF_ELI,
+    extrasafe: bool = _EXTRASAFE,
+    offset: float = _OFFSET,
+    p_saf: float | None = _P_SAF,
+    p_tox: float | None = _P_TOX,
     deescalate: bool = typer.Option(False, "--deescalate", help="3+3: the MTD needs 6 patients."),
     window: float = typer.Option(28.0, "--window", help="TITE-BOIN: DLT window."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    phi_e: float = typer.Option(0.25, "--phi-e", help="BOIN12: lowest acceptable efficacy rate."),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """The decision table of a design, as a protocol prints it."""
     from cd7kit.trial import boundaries, get_design
@@ -344,12 +350,7 @@ def table_cmd(
         if as_json:
             emit({"design": "3+3", "table": rows, "rule": tpt.rule}, True)
         else:
-            t = Table(title="3+3 design", header_style="bold")
-            for c in ("patients at the dose", "DLTs", "decision"):
-                t.add_column(c)
-            for r in rows:
-                t.add_row(str(r["n"]), r["dlt"], r["action"])
-            console.print(t)
+            print_table("3+3 design", ("patients at the dose", "DLTs", "decision"), ((str(r["n"]), r["dlt"], r["action"]) for r in rows))
     elif design == "tite-boin":
         tite = get_design("tite-boin", target=target, ncohort=ncohort, cohortsize=cohortsize, window=window, n_earlystop=n_earlystop,
                           cutoff_eli=cutoff_eli, p_saf=p_saf, p_tox=p_tox)
@@ -358,19 +359,39 @@ def table_cmd(
             emit(tab, True)
         else:
             _render_tite_table(tab, tite)
+    elif design == "boin12":
+        b12 = get_design("boin12", target=target, phi_e=phi_e, ncohort=ncohort, cohortsize=cohortsize)
+        rows = b12.decision_table(full=full)
+        if as_json:
+            emit({"design": "boin12", "u_b": b12.u_b, "table": rows, "rule": b12.rule}, True)
+        else:
+            _render_rds_table(rows, b12)
     else:
-        raise InputError([Problem("no decision table for this design", column="design", value=design, expected="boin, tite-boin, 3+3")])
+        raise InputError([Problem("no decision table for this design", column="design", value=design, expected="boin, tite-boin, 3+3, boin12")])
+
+
+def _render_rds_table(rows: list[dict[str, Any]], design: Any) -> None:
+    """Lin et al. 2020 Table 3 layout: one block per n, DLTs down, responses across; E = not admissible."""
+    console.print(f"BOIN12 rank-based desirability scores (phi_T {design.target}, phi_E {design.phi_e}, u_b {design.u_b:.1f}); "
+                  "E = eliminated (not admissible)", highlight=False)
+    for n in sorted({r["n"] for r in rows}):
+        rds = {(r["dlt"], r["response"]): r["rds"] for r in rows if r["n"] == n}
+        print_table(
+            f"n = {n}",
+            ["# DLT \\ # responses", *(_right(str(e)) for e in range(n + 1))],
+            ([str(dlt), *("E" if rds[dlt, e] is None else f"{rds[dlt, e]:g}" for e in range(n + 1))] for dlt in range(n + 1)),
+        )
 
 
 def _render_tite_table(tab: dict[str, Any], tite: Any) -> None:
-    t = Table(title=f"TITE-BOIN ({tite.estimator}), target {tite.target}, window {tite.window}", header_style="bold")
-    for col in ("n", "# DLT", "# pending", "decision", "escalate if STFT >=", "de-escalate if STFT <="):
-        t.add_column(col)
-    for r in tab["table"]:
-        t.add_row(str(r["n"]), str(r["y"]), "" if r["pending"] is None else str(r["pending"]), r["decision"],
-                  "" if r.get("escalate_if_stft_ge") is None else f"{r['escalate_if_stft_ge']:.3f}",
-                  "" if r.get("deescalate_if_stft_le") is None else f"{r['deescalate_if_stft_le']:.3f}")
-    console.print(t)
+    def opt(v: Any, fmt: str = "") -> str:
+        return "" if v is None else format(v, fmt)
+
+    print_table(
+        f"TITE-BOIN ({tite.estimator}), target {tite.target}, window {tite.window}",
+        ("n", "# DLT", "# pending", "decision", "escalate if STFT >=", "de-escalate if STFT <="),
+        ((str(r["n"]), str(r["y"]), opt(r["pending"]), r["decision"], opt(r.get("escalate_if_stft_ge"), ".3f"), opt(r.get("deescalate_if_stft_le"), ".3f")) for r in tab["table"]),
+    )
     console.print("STFT = total follow-up of the pending patients, in windows. Suspend = wait until fewer than half are pending.", highlight=False)
 
 

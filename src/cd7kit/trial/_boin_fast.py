@@ -1,14 +1,18 @@
 """Compiled (numba) BOIN trial simulation: the same steps as :func:`cd7kit.trial.boin.simulate_reference`.
 
-Reads the same flat array of uniforms in the same order (one per patient, ``ndose`` more per trial
-for titration), so with R's stream it reproduces R BOIN ``get.oc`` trial by trial. The elimination,
-extrasafe and escalation boundaries come as integer tables indexed by the number of patients.
+Reads the same flat array of uniforms in the same order -- one per patient (R-compatible; ``ndose``
+more per trial for titration), so with R's stream it reproduces R BOIN ``get.oc`` trial by trial, or
+one per cohort inverted through the binomial CDF (the fast mode). The elimination, extrasafe and
+escalation boundaries come as integer tables indexed by the number of patients; the MTD selection
+(``select.mtd``) is memoised per final state within a run.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from numba import njit
+
+from ._kernels import binomial_inverse, count_below, memo_fits, state_key
 
 
 @njit(cache=True)
@@ -89,7 +93,7 @@ def _select(n, y, el, stop, target, extrasafe, boundmtd, lam_d, idx, ph, w, lvl)
 
 
 @njit(cache=True)
-def _simulate(u, p, ntrial, ncohort, cs, n_earlystop, startdose, titration, be, bd, el, stop, extrasafe, boundmtd, target, lam_d):  # pragma: no cover - compiled
+def _simulate(u, p, cdf, per_cohort, use_memo, ntrial, ncohort, cs, n_earlystop, startdose, titration, be, bd, el, stop, extrasafe, boundmtd, target, lam_d):  # pragma: no cover - compiled
     nd = p.shape[0]
     npts = ncohort * cs
     N = np.zeros((ntrial, nd), dtype=np.int64)
@@ -103,6 +107,10 @@ def _simulate(u, p, ntrial, ncohort, cs, n_earlystop, startdose, titration, be, 
     w_ph = np.empty(nd)
     w_w = np.empty(nd)
     w_lvl = np.empty(nd, dtype=np.int64)
+    # select.mtd depends only on the final (n, y): memoise it within the run (exact; states repeat)
+    base = npts + 1
+    memo = dict()
+    memo[np.int64(-1)] = np.int64(0)
     for trial in range(ntrial):
         y[:] = 0
         n[:] = 0
@@ -128,34 +136,29 @@ def _simulate(u, p, ntrial, ncohort, cs, n_earlystop, startdose, titration, be, 
                 ntot = d + 1
         for _i in range(ncohort):
             if titration and _i == 0 and n[d] < cs:
-                tox = 0
-                for k in range(cs - 1):
-                    if u[pos + k] < p[d]:
-                        tox += 1
-                pos += cs - 1
+                # titration: the first cohort adds cohortsize - 1 patients at the dose reached
+                if per_cohort:
+                    tox = binomial_inverse(u[pos], cdf, d, cs - 1)
+                    pos += 1
+                else:
+                    tox = count_below(u, pos, cs - 1, p[d])
+                    pos += cs - 1
                 y[d] += tox
                 n[d] += cs - 1
                 ntot += cs - 1
             else:
-                if ntot + cs >= npts:
-                    nremain = npts - ntot
-                    tox = 0
-                    for k in range(nremain):
-                        if u[pos + k] < p[d]:
-                            tox += 1
+                m = min(cs, npts - ntot)  # the last cohort is truncated at the maximum sample size
+                if per_cohort:
+                    tox = binomial_inverse(u[pos], cdf, d, m)
+                    pos += 1
+                else:
+                    tox = count_below(u, pos, m, p[d])  # get.oc draws a whole cohort even when m < cs
                     pos += cs
-                    y[d] += tox
-                    n[d] += nremain
-                    ntot += nremain
-                    break
-                tox = 0
-                for k in range(cs):
-                    if u[pos + k] < p[d]:
-                        tox += 1
-                pos += cs
                 y[d] += tox
-                n[d] += cs
-                ntot += cs
+                n[d] += m
+                ntot += m
+                if ntot >= npts:
+                    break  # get.oc adds the last cohort and stops before applying any rule
             nc = n[d]
             if el[nc] >= 0:
                 if y[d] >= el[nc]:
@@ -183,16 +186,47 @@ def _simulate(u, p, ntrial, ncohort, cs, n_earlystop, startdose, titration, be, 
             Y[trial, k] = y[k]
         if earlystop:
             sel[trial] = 0
+        elif use_memo:
+            key = state_key(n, y, base)
+            if key not in memo:
+                memo[key] = _select(n, y, el, stop, target, extrasafe, boundmtd, lam_d, w_idx, w_ph, w_w, w_lvl)
+            sel[trial] = memo[key]
         else:
             sel[trial] = _select(n, y, el, stop, target, extrasafe, boundmtd, lam_d, w_idx, w_ph, w_w, w_lvl)
     return N, Y, sel, pos
 
 
-def simulate_boin_fast(u, p, ntrial, ncohort, cohortsize, n_earlystop, startdose0, titration, be, bd, el, stop, extrasafe, boundmtd, target, lam_d):
-    """Run the compiled get.oc loop; returns (N, Y, mtd (1-based, 0 = none), uniforms used)."""
+def simulate_boin_fast(
+    u: np.ndarray,
+    p: np.ndarray,
+    cdf: np.ndarray,
+    per_cohort: bool,
+    ntrial: int,
+    ncohort: int,
+    cohortsize: int,
+    n_earlystop: int,
+    startdose0: int,
+    titration: bool,
+    be: np.ndarray,
+    bd: np.ndarray,
+    el: np.ndarray,
+    stop: np.ndarray,
+    extrasafe: bool,
+    boundmtd: bool,
+    target: float,
+    lam_d: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Run the compiled get.oc loop; returns (N, Y, mtd (1-based, 0 = none), uniforms used).
+
+    ``cdf[d, m]`` = P(Binomial(m, p[d]) <= k) rows, read only when ``per_cohort``.
+    """
+    nd = len(p)
     return _simulate(
         np.ascontiguousarray(u, dtype=np.float64),
         np.ascontiguousarray(p, dtype=np.float64),
+        np.ascontiguousarray(cdf, dtype=np.float64),
+        bool(per_cohort),
+        memo_fits(nd, ncohort * cohortsize + 1),
         int(ntrial),
         int(ncohort),
         int(cohortsize),

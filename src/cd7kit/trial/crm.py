@@ -32,6 +32,7 @@ from scipy import integrate, special
 from cd7kit.data.result import Rule
 from cd7kit.errors import InputError, Problem
 
+from ._kernels import count_below, memo_fits, state_key
 from .base import (
     Decision,
     MtdSelection,
@@ -175,15 +176,7 @@ def _recommend(est, skeleton, model, intcpt, target):  # pragma: no cover - comp
 
 
 @njit(cache=True)
-def _state_key(n, y, base):  # pragma: no cover - compiled
-    key = 0
-    for i in range(n.shape[0]):
-        key = key * base * base + n[i] * base + y[i]
-    return key
-
-
-@njit(cache=True)
-def _simulate(u, p, skeleton, model, intcpt, target, ntrial, ncohort, cs, start, restrict, a, logw, LP, LQ):  # pragma: no cover - compiled
+def _simulate(u, p, skeleton, model, intcpt, target, ntrial, ncohort, cs, start, restrict, use_memo, a, logw, LP, LQ):  # pragma: no cover - compiled
     nd = p.shape[0]
     N = np.zeros((ntrial, nd), dtype=np.int64)
     Y = np.zeros((ntrial, nd), dtype=np.int64)
@@ -192,24 +185,20 @@ def _simulate(u, p, skeleton, model, intcpt, target, ntrial, ncohort, cs, start,
     n = np.zeros(nd, dtype=np.int64)
     y = np.zeros(nd, dtype=np.int64)
     base = ncohort * cs + 1
-    memo = dict()
+    memo = dict()  # the recommendation depends only on (n, y): memoised within the run (exact)
     memo[np.int64(-1)] = np.int64(0)
-    use_memo = nd * 2 * np.log(base) < 62 * np.log(2.0)
     for t in range(ntrial):
         n[:] = 0
         y[:] = 0
         d = start
         rec = start
         for _c in range(ncohort):
-            tox = 0
-            for k in range(cs):
-                if u[pos + k] < p[d]:
-                    tox += 1
+            tox = count_below(u, pos, cs, p[d])
             pos += cs
             n[d] += cs
             y[d] += tox
             if use_memo:
-                key = _state_key(n, y, base)
+                key = state_key(n, y, base)
                 if key in memo:
                     rec = memo[key]
                 else:
@@ -336,7 +325,8 @@ class Crm:
             a, logw = _grid(self.scale)
             LP, LQ = _tables(sk, self.model, self.intcpt, a)
             N, Y, sel = _simulate(u, p, sk, 0 if self.model == "empiric" else 1, float(self.intcpt), float(self.target), int(ntrial), int(self.ncohort),
-                                  int(self.cohortsize), int(self.startdose - 1), bool(self.restrict), a, logw, LP, LQ)
+                                  int(self.cohortsize), int(self.startdose - 1), bool(self.restrict),
+                                  memo_fits(self.ndose, self.ncohort * self.cohortsize + 1), a, logw, LP, LQ)
         rule = Rule(SYSTEM, VERSION, {**self.rule.options, "ntrial": ntrial, "seed": seed, "rng": rng, "engine": engine, "startdose": self.startdose}, SOURCE)
         return summarise("crm", p, self.target, N, Y, sel, self.ncohort * self.cohortsize, rule, per_trial)
 
