@@ -78,10 +78,23 @@ def test_kinetics_fit_ck7_on_virtual_car_nk(sim_folder: Path) -> None:
     assert f["unit"].startswith("cells/uL") and f["n_obs"] > 10 and f["neg_loglik"] is not None
 
 
+def test_kinetics_population_fits_of_the_ode_models(sim_folder: Path) -> None:
+    """``--population`` for kimmel2021 and ck7: SAEM over the identifiable parameters, the rest fixed, with SEs."""
+    k = ok("kinetics", "fit", str(sim_folder), "--model", "kimmel2021", "--population", "--iterations", "60,40", "--json")
+    pk = k["value"]["parameters"]
+    assert k["value"]["code"] == "CAR_CELLS" and pk["C0"]["fixed"] and pk["C0"]["typical"] == pytest.approx(0.36)
+    assert pk["K_C"]["se_mu_transformed"] is not None and not pk["K_C"]["fixed"]
+    c = ok("kinetics", "fit", str(sim_folder), "--model", "ck7", "--population", "--iterations", "60,40", "--json")
+    pc = c["value"]["parameters"]
+    assert c["value"]["n_subjects"] == 9 and pc["A50"]["fixed"] and c["rule"]["options"]["fixed"] == {"A50": 10.0}
+    assert all(pc[p]["se_mu_transformed"] is not None for p in ("rho_max", "alpha", "scale"))
+    assert 0.1 < pc["rho_max"]["typical"] < 1.0  # the CAR-NK preset's 0.35/d is the truth of the virtual cohort
+
+
 def test_kinetics_bad_input_is_an_input_error(sim_folder: Path) -> None:
     r = runner.invoke(app, ["kinetics", "fit", str(sim_folder), "--model", "nope", "--json"])
     assert isinstance(r.exception, InputError)
-    r = runner.invoke(app, ["kinetics", "fit", str(sim_folder), "--model", "kimmel2021", "--population", "--json"])
+    r = runner.invoke(app, ["kinetics", "fit", str(sim_folder), "--model", "kimmel2021", "--code", "CAR_COPIES", "--population", "--json"])
     assert isinstance(r.exception, InputError)
     r = runner.invoke(app, ["kinetics", "nca", str(sim_folder), "--code", "IL6", "--json"])
     assert isinstance(r.exception, InputError)

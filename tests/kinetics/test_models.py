@@ -108,6 +108,7 @@ def test_ck7_compiled_and_numpy_engines_agree() -> None:
 
 
 def test_stein_compiled_likelihood_matches_reference() -> None:
+    from cd7kit.kinetics import mcmc
     from cd7kit.kinetics.fit import m3_loglik
 
     rng = np.random.default_rng(0)
@@ -119,4 +120,27 @@ def test_stein_compiled_likelihood_matches_reference() -> None:
     mask = np.ones(t.shape, dtype=bool)
     mask[0, -1] = False
     ref = m3_loglik(stein2019.log_pred_phi(phi, t), ly, blq, ll, 0.5, mask).sum(axis=1)
-    np.testing.assert_allclose(stein2019.cond_loglik(phi, t, ly, blq, ll, mask, 0.5), ref, rtol=1e-10)
+    aux = np.zeros((4, 0))
+    np.testing.assert_allclose(mcmc.cond_loglik(0, phi, t, ly, blq, ll, mask, 0.5, aux), ref, rtol=1e-10)
+    np.testing.assert_allclose(mcmc.log_pred(0, phi, t, aux), stein2019.log_pred_phi(phi, t), rtol=1e-12)
+
+
+def test_compiled_ode_predictors_match_the_simulators() -> None:
+    """The fits' compiled predictors (adaptive DP5(4) for Kimmel, exact-landing RK4 for CK7) agree with the
+    reference simulators (LSODA for Kimmel; the virtual-patient RK4 for CK7)."""
+    from cd7kit.kinetics.fit import CK7, KIMMEL
+
+    t = np.array([0.0, 1, 3, 7, 9.5, 14, 21, 28, 60, 90, 180, 365])
+    ref = kimmel2021.simulate(t, b_extinct=None, rtol=1e-11)["C_per_uL"].to_numpy()
+    np.testing.assert_allclose(KIMMEL.log_pred(KIMMEL.phi0, t)[0], np.log(ref), atol=1e-4)
+    # unsorted sample times give the same values
+    perm = np.array([5, 0, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10])
+    np.testing.assert_allclose(KIMMEL.log_pred(KIMMEL.phi0, t[perm])[0], np.log(ref)[perm], atol=1e-4)
+    days = [0.0, 3, 7, 10, 14, 17]
+    tc = np.array([1.0, 2, 3, 5, 7, 8, 10, 11, 14, 15, 17, 18, 21, 24, 28, 35, 42, 56, 90])
+    sim = ck7.simulate(ck7.CAR_NK, ck7.CK7Initial(), dose_days=days, doses_per_kg=1.2e8, record_times=tc, dt=0.1, t_end=90)["C"][0]
+    ctx = {"ck7_params": ck7.CAR_NK, "dose_days": days, "doses_per_kg": 1.2e8}
+    phi = np.log([ck7.CAR_NK.rho_max, ck7.CAR_NK.alpha, ck7.CAR_NK.A50, 2.0])
+    # the simulator records after a dose, the predictor before it (a pre-dose sample): they differ by the dose
+    pre = sim - np.isin(tc, days) * 1.2e8 / ck7.UL_PER_KG
+    np.testing.assert_allclose(CK7.log_pred(phi, tc, ctx)[0], np.log(pre) + np.log(2.0), atol=1e-3)

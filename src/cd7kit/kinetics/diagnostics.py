@@ -16,20 +16,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .fit import get_model
 from .nca import nca_profile
 from .saem import SAEMResult, pop_data
 
 
 def gof(result: SAEMResult, data: pd.DataFrame) -> pd.DataFrame:
     """Observed, PRED, IPRED, IWRES for every usable observation of ``data``."""
-    m = get_model(result.model)
     pdat = pop_data(data)
     idx = {s: i for i, s in enumerate(result.ids)}
     rows = []
-    lp_pop = m.log_pred(np.repeat(result.mu[None, :], pdat.n, axis=0), pdat.t, {})
+    lp_pop = result.log_pred(np.repeat(result.mu[None, :], pdat.n, axis=0), pdat.t, pdat.ids)
     phi_i = np.stack([result.phi_i[idx[s]] for s in pdat.ids])
-    lp_ind = m.log_pred(phi_i, pdat.t, {})
+    lp_ind = result.log_pred(phi_i, pdat.t, pdat.ids)
     for i, s in enumerate(pdat.ids):
         k = pdat.mask[i]
         for j in np.flatnonzero(k):
@@ -59,7 +57,6 @@ def _nca_table(long: pd.DataFrame) -> pd.DataFrame:
 
 def vpc_nca(result: SAEMResult, data: pd.DataFrame, n_rep: int = 100, seed: int = 7, quantiles: tuple[float, ...] = (0.05, 0.5, 0.95)) -> dict[str, Any]:
     """VPC on NCA metrics: observed quantiles vs simulated quantiles (median and 90 % band over replicates)."""
-    m = get_model(result.model)
     pdat = pop_data(data)
     rng = np.random.default_rng(seed)
     obs_long = data.rename(columns={"day": "time"}).copy()
@@ -72,7 +69,7 @@ def vpc_nca(result: SAEMResult, data: pd.DataFrame, n_rep: int = 100, seed: int 
     has_lloq = pdat.blq.any() or np.isfinite(obs_long.get("lloq", pd.Series(dtype=float))).any()
     for r in range(n_rep):
         phi = result.mu + rng.normal(size=(pdat.n, len(result.mu))) * np.sqrt(result.omega2)
-        lp = m.log_pred(phi, pdat.t, {})
+        lp = result.log_pred(phi, pdat.t, pdat.ids)
         y = np.exp(lp + rng.normal(size=lp.shape) * result.sigma)
         blq = (y < lloq) if has_lloq else np.zeros_like(y, dtype=bool)
         tab = []
@@ -98,7 +95,6 @@ def vpc_nca(result: SAEMResult, data: pd.DataFrame, n_rep: int = 100, seed: int 
 
 def vpc_time(result: SAEMResult, data: pd.DataFrame, n_rep: int = 100, seed: int = 7) -> pd.DataFrame:
     """Classic VPC by nominal time: observed and simulated 5/50/95th percentiles (BLQ counted at 0)."""
-    m = get_model(result.model)
     pdat = pop_data(data)
     rng = np.random.default_rng(seed)
     lloq = np.exp(pdat.log_lloq)
@@ -107,7 +103,7 @@ def vpc_time(result: SAEMResult, data: pd.DataFrame, n_rep: int = 100, seed: int
     sims = []
     for _ in range(n_rep):
         phi = result.mu + rng.normal(size=(pdat.n, len(result.mu))) * np.sqrt(result.omega2)
-        y = np.exp(m.log_pred(phi, pdat.t, {}) + rng.normal(size=pdat.t.shape) * result.sigma)
+        y = np.exp(result.log_pred(phi, pdat.t, pdat.ids) + rng.normal(size=pdat.t.shape) * result.sigma)
         sims.append(np.where(y < lloq, 0.0, y))
     S = np.stack(sims)
     rows = []

@@ -19,122 +19,121 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from scipy import optimize
 from scipy.special import log_ndtr
 
-from cd7kit.data import Rule
+from cd7kit.data import Rule, Study
 
+from . import mcmc
+from .mcmc import MODEL_IDS
 from .models import ck7, kimmel2021, stein2019
 
-LogPred = Callable[[np.ndarray, np.ndarray, Mapping[str, Any]], np.ndarray]
+AuxFn = Callable[[Mapping[str, Any]], np.ndarray]
+
+
+def _no_aux(ctx: Mapping[str, Any]) -> np.ndarray:
+    return np.zeros(0)
 
 
 @dataclass(frozen=True)
 class Model:
-    """A structural model for fitting: names and start values of the estimation-scale parameters."""
+    """A structural model for fitting: names and start values of the estimation-scale parameters.
+
+    Predictions come from the model module's compiled ``logpred_one`` (dispatched by ``model_id`` in
+    :mod:`.mcmc`); ``aux`` turns a subject's context (doses, product preset, fixed parameters) into the
+    row of fixed inputs that function reads. ``saem_fixed``: parameters held fixed (natural scale, no random
+    effect) by default in population fits, because the usual data do not identify them.
+    """
 
     name: str
     param_names: tuple[str, ...]
     phi0: np.ndarray
-    log_pred: LogPred  # (phi (n, p), t (n, m), context) -> ln prediction (n, m)
     to_natural: Callable[[np.ndarray], np.ndarray]
     unit: str
     source: str
     transforms: tuple[str, ...]
-    omega0: np.ndarray | None = None  # prior variances for MAP / SAEM start
-    #: optional compiled per-subject ln-likelihood (phi, t, log_y, blq, log_lloq, mask, sigma) -> (n,)
-    cond_loglik: Callable[..., np.ndarray] | None = None
-    #: optional compiled SAEM E-step (see :func:`cd7kit.kinetics.models.stein2019.mh_estep`)
-    mh_estep: Callable[..., Any] | None = None
+    omega0: np.ndarray
+    aux: AuxFn = _no_aux
+    saem_fixed: Mapping[str, float] = field(default_factory=dict)
+    saem_note: str = ""
+
+    @property
+    def model_id(self) -> int:
+        return MODEL_IDS[self.name]
 
     def natural(self, phi: np.ndarray) -> dict[str, float]:
         th = self.to_natural(np.asarray(phi, dtype=float)[None, :])[0]
         return {n: float(v) for n, v in zip(self.param_names, th, strict=False)}
 
+    def log_pred(self, phi: np.ndarray, t: np.ndarray, context: Mapping[str, Any] | None = None, aux: np.ndarray | None = None) -> np.ndarray:
+        """ln predictions: ``phi`` (n, p) or (p,), ``t`` (n, m) or (m,); one ``context`` for all rows, or per-row ``aux``."""
+        phi = np.atleast_2d(np.asarray(phi, dtype=float))
+        t = np.atleast_2d(np.asarray(t, dtype=float))
+        n = max(phi.shape[0], t.shape[0])
+        phi = np.ascontiguousarray(np.broadcast_to(phi, (n, phi.shape[1])))
+        t = np.ascontiguousarray(np.broadcast_to(t, (n, t.shape[1])))
+        if aux is None:
+            aux = self.aux(context or {})
+        aux = np.ascontiguousarray(np.broadcast_to(np.asarray(aux, dtype=float), (n, np.shape(aux)[-1])))
+        return mcmc.log_pred(self.model_id, phi, t, aux)
 
-def _stein_pred(phi: np.ndarray, t: np.ndarray, ctx: Mapping[str, Any]) -> np.ndarray:
-    return stein2019.log_pred_phi(phi, t)
+    def to_est(self, name: str, value: float) -> float:
+        """Natural value -> estimation scale (log; logit for a fraction)."""
+        return _to_est(self, self.param_names.index(name), value)
 
 
 STEIN = Model(
     "stein2019",
     stein2019.PARAMS,
     stein2019.to_phi(stein2019.TYPICAL.as_array()),
-    _stein_pred,
     stein2019.from_phi,
     "copies/ug",
     stein2019.SOURCE,
     ("log", "log", "log", "log", "logit", "log"),
     np.array([stein2019.OMEGA_DIAG[p] for p in stein2019.PARAMS]),
-    stein2019.cond_loglik,
-    stein2019.mh_estep,
+    saem_note="all six parameters with random effects (analytic model)",
 )
 
-_KIM_FREE = ("K_C", "rho_C", "b", "C0")
+
+def _kimmel_aux(ctx: Mapping[str, Any]) -> np.ndarray:
+    return kimmel2021.fit_aux(ctx.get("kimmel_params", kimmel2021.TYPICAL))
 
 
-def _kimmel_pred(phi: np.ndarray, t: np.ndarray, ctx: Mapping[str, Any]) -> np.ndarray:
-    phi = np.atleast_2d(phi)
-    t = np.broadcast_to(np.atleast_2d(t), (phi.shape[0], np.atleast_2d(t).shape[-1]))
-    out = np.empty(t.shape)
-    for i in range(phi.shape[0]):
-        th = np.exp(phi[i])
-        p = kimmel2021.TYPICAL.with_(K_C=th[0] * kimmel2021.CELLS_PER_UL, rho_C=th[1], b=th[2], C0=th[3] * kimmel2021.CELLS_PER_UL)
-        tt = t[i]
-        order = np.argsort(tt)
-        ts = np.maximum(tt[order], 0.0)
-        uniq, inv = np.unique(ts, return_inverse=True)
-        sim = kimmel2021.simulate(uniq, p, b_extinct=None, rtol=1e-5)
-        c = np.maximum(sim["C_per_uL"].to_numpy(), 1e-300)[inv]
-        res = np.empty_like(c)
-        res[order] = c
-        out[i] = np.log(res)
-    return out
-
-
+_KT = kimmel2021.TYPICAL
 KIMMEL = Model(
     "kimmel2021",
-    _KIM_FREE,
-    np.log(np.array([kimmel2021.TYPICAL.K_C / kimmel2021.CELLS_PER_UL, kimmel2021.TYPICAL.rho_C, kimmel2021.TYPICAL.b, kimmel2021.TYPICAL.C0 / kimmel2021.CELLS_PER_UL])),
-    _kimmel_pred,
+    kimmel2021.FIT_PARAMS,
+    np.log(np.array([_KT.K_C / kimmel2021.CELLS_PER_UL, _KT.rho_C, _KT.b, _KT.C0 / kimmel2021.CELLS_PER_UL])),
     lambda phi: np.exp(phi),
     "cells/uL",
     kimmel2021.SOURCE + " (free: K_C and C0 in cells/uL, rho_C, b; others fixed at Table 1)",
     ("log", "log", "log", "log"),
     np.array([0.25, 0.5, 0.25, 0.5]),
+    _kimmel_aux,
+    {"C0": _KT.C0 / kimmel2021.CELLS_PER_UL},
+    "population: K_C, rho_C, b with random effects; C0 fixed at 0.36 cells/uL (Fig. 2b: a dose is not a "
+    "blood count), K_N, N(0), r_N, a at Table 1 (no normal-T data)",
 )
 
-_CK7_FREE = ("rho_max", "alpha", "A50", "scale")
 
-
-def _ck7_pred(phi: np.ndarray, t: np.ndarray, ctx: Mapping[str, Any]) -> np.ndarray:
-    phi = np.atleast_2d(phi)
-    t2 = np.atleast_2d(t)
-    th = np.exp(phi)
-    base = ctx.get("ck7_params", ck7.CAR_T)
-    pd_ = base.to_dict()
-    n = phi.shape[0]
-    params = {**{k: np.full(n, v) for k, v in pd_.items()}, "rho_max": th[:, 0], "alpha": th[:, 1], "A50": th[:, 2]}
-    grid = np.arange(min(0.0, float(np.nanmin(t2))), float(np.nanmax(t2)) + 0.5, 0.25)
-    sim = ck7.simulate(params, ctx.get("ck7_initial", ck7.CK7Initial()), ctx.get("dose_days", (0.0,)), ctx.get("doses_per_kg", 1e6), record_times=grid, dt=0.1, n=n)
-    c = np.maximum(sim["C"], 1e-300)
-    out = np.empty((n, t2.shape[-1]))
-    for i in range(n):
-        ti = t2[min(i, t2.shape[0] - 1)]
-        out[i] = np.interp(ti, grid, np.log(c[i])) + phi[i, 3]
-    return out
+def _ck7_aux(ctx: Mapping[str, Any]) -> np.ndarray:
+    return ck7.fit_aux(ctx.get("ck7_params", ck7.CAR_T), ctx.get("ck7_initial"), ctx.get("dose_days", (0.0,)), ctx.get("doses_per_kg", 1e6))
 
 
 CK7 = Model(
     "ck7",
-    _CK7_FREE,
+    ck7.FIT_PARAMS,
     np.log(np.array([ck7.CAR_T.rho_max, ck7.CAR_T.alpha, ck7.CAR_T.A50, 1.0])),
-    _ck7_pred,
     lambda phi: np.exp(phi),
     "cells/uL (scale converts to the observed unit)",
     ck7.SOURCE + " (free: rho_max, alpha, A50, observation scale; others fixed)",
     ("log", "log", "log", "log"),
     np.array([0.3, 0.3, 1.0, 1.0]),
+    _ck7_aux,
+    {"A50": ck7.CAR_T.A50},
+    "population: rho_max, alpha, scale with random effects; A50 fixed at its prior (10 cells/uL; confounded "
+    "with rho_max when only CAR cells are measured); the other 20 parameters at the product preset",
 )
 
 MODELS: dict[str, Model] = {"stein2019": STEIN, "kimmel2021": KIMMEL, "ck7": CK7}
@@ -282,6 +281,7 @@ def fit_individual(
         i = m.param_names.index(k)
         phi0[i] = _to_est(m, i, v)
     est_sigma = sigma is None
+    aux = m.aux(ctx)
     if len(t) < 2 or (~b).sum() < 1:
         missing.append("fewer than 2 usable observations (or none quantified)")
         return IndividualFit(model, subject_id, m.natural(phi0), phi0, None, float(sigma or np.nan), float("nan"), int(len(t)), int(b.sum()), False, "not fitted", m.unit, None, missing)
@@ -294,7 +294,7 @@ def fit_individual(
 
     def nll(x: np.ndarray) -> float:
         phi, s = unpack(x)
-        lp = m.log_pred(phi[None, :], t[None, :], ctx)[0]
+        lp = m.log_pred(phi[None, :], t[None, :], aux=aux)[0]
         val = -float(m3_loglik(lp, log_y, b, log_lq, s).sum())
         if prior is not None:
             mu = np.asarray(prior["mu"], float)
@@ -333,10 +333,65 @@ def fit_individual(
     )
 
 
+#: Default CAR code per model: Stein 2019 is a transgene (qPCR) model, Kimmel 2021 and CK7 count CAR+ cells.
+DEFAULT_CODES: dict[str, tuple[str, ...]] = {"stein2019": ("CAR_COPIES", "CAR_CELLS"), "kimmel2021": ("CAR_CELLS",), "ck7": ("CAR_CELLS", "CAR_COPIES")}
+
+
+def default_code(study: Study, model: str) -> str:
+    """The CAR code a model is fitted to by default: its first preferred code present in the study."""
+    prefer = DEFAULT_CODES[get_model(model).name]
+    present = set(study.observations["code"])
+    return next((c for c in prefer if c in present), prefer[0])
+
+
+def study_context(study: Study, subject_id: str, model: str) -> dict[str, Any]:
+    """A subject's model inputs from the Study: for CK7 the product preset (CAR-NK if the product names NK,
+    else CAR-T), every infusion (day, cells/kg) and the marrow blast percentage before the first infusion
+    (the starting tumour burden; the preset's 50 % without one); nothing for the single-dose models."""
+    if get_model(model).name != "ck7":
+        return {}
+    inf = study.infusions(subject_id)
+    prod = str(study.subject_row(subject_id).get("product") or "")
+    units = inf["dose_unit"].fillna("").tolist()
+    if any(u not in ("cells/kg", "") for u in units):
+        from cd7kit.errors import InputError, Problem
+
+        raise InputError([Problem("CK7 needs infusion doses in cells/kg", "interventions", column="dose_unit", value=",".join(map(str, units)), expected="cells/kg")])
+    params = ck7.CAR_NK if "NK" in prod.upper() else ck7.CAR_T
+    t0 = float(inf["start_day"].min()) if len(inf) else 0.0
+    bm = study.series(subject_id, "BM_BLASTS")
+    bm = bm[(bm["day"] < t0) & bm["value"].notna()]
+    initial = ck7.CK7Initial(bm_blast_pct=float(bm["value"].iloc[-1])) if len(bm) else ck7.CK7Initial()
+    ctx: dict[str, Any] = {"ck7_params": params, "ck7_initial": initial, "preset": "car_nk" if params is ck7.CAR_NK else "car_t"}
+    if not len(inf):
+        return {**ctx, "dose_days": np.array([0.0]), "doses_per_kg": 1e6}
+    return {**ctx, "dose_days": inf["start_day"].to_numpy(float), "doses_per_kg": inf["dose"].fillna(0.0).to_numpy(float)}
+
+
+def subject_samples(study: Study, subject_id: str, model: str, code: str) -> pd.DataFrame:
+    """A subject's blood samples of ``code`` prepared for a fit: columns subject_id, time, value, blq, lloq.
+
+    Single-dose models (Stein 2019, Kimmel 2021) take the first infusion's interval, with time since that
+    infusion; CK7 takes every sample from the first infusion on, on the study's day scale (its doses are events).
+    """
+    s = study.series(subject_id, code)
+    s = s[s["specimen"].isna() | (s["specimen"] == "PB")]
+    inf = study.infusions(subject_id)
+    t0 = float(inf["start_day"].min()) if len(inf) else 0.0
+    if get_model(model).name == "ck7":
+        s = s[s["day"] >= t0]
+        time = s["day"]
+    else:
+        t1 = float(inf["start_day"].iloc[1]) if len(inf) > 1 else np.inf
+        s = s[(s["day"] > t0) & (s["day"] < t1)]
+        time = s["day"] - t0
+    return pd.DataFrame({"subject_id": str(subject_id), "time": time.to_numpy(float), "value": s["value"].to_numpy(float), "blq": s["blq"].to_numpy(bool), "lloq": s["lloq"].to_numpy(float)})
+
+
 def _to_est(m: Model, i: int, v: float) -> float:
     if m.transforms[i] == "logit":
         return math.log(v) - math.log1p(-v)
     return math.log(v)
 
 
-__all__ = ["Model", "MODELS", "STEIN", "KIMMEL", "CK7", "get_model", "m3_loglik", "IndividualFit", "fit_individual", "numerical_hessian"]
+__all__ = ["Model", "MODELS", "STEIN", "KIMMEL", "CK7", "DEFAULT_CODES", "get_model", "default_code", "study_context", "subject_samples", "m3_loglik", "IndividualFit", "fit_individual", "numerical_hessian"]

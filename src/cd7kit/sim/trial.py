@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from .cohort import Design, _design, _vitals, simulate_arrays
+from .cohort import FACEMASK_SPO2, VASOPRESSOR_SBP, Design, _design, _vitals, simulate_arrays
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,8 @@ def dlt_outcomes(design: str | Design, dose_level: int, n: int, seed: int = 1) -
     a = simulate_arrays(n, design, seed=seed, days=28, dose_level=dose_level)
     v = _vitals(a)
     win = a["t"] <= 28
-    hypo = (v["SBP"][:, win] < 85).any(axis=1)
-    severe_hypox = (v["SPO2"][:, win] < 88).any(axis=1)
+    hypo = (v["SBP"][:, win] < VASOPRESSOR_SBP).any(axis=1)
+    severe_hypox = (v["SPO2"][:, win] < FACEMASK_SPO2).any(axis=1)
     crs3 = hypo | severe_hypox
     neut = a["anc"][:, -1] < 0.5
     return {"dlt": crs3 | neut, "crs3": crs3, "neutropenia": neut}

@@ -104,21 +104,15 @@ def log_pred_phi(phi: np.ndarray, t: np.ndarray) -> np.ndarray:
     return log_conc(t, th[..., 0:1], th[..., 1:2], th[..., 2:3], th[..., 3:4], fb, th[..., 5:6])
 
 
-_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast math without assuming finite values
+_FM = {"nsz", "arcp", "contract", "afn", "reassoc"}  # fast math without assuming finite values (used in ..mcmc too)
 
 
 @njit(cache=True, fastmath=_FM)
-def _log_ndtr(z: float) -> float:  # pragma: no cover - compiled
-    if z > -20.0:
-        return math.log(0.5 * math.erfc(-z / math.sqrt(2.0)))
-    # asymptotic expansion of the normal lower tail
-    z2 = z * z
-    return -0.5 * z2 - math.log(-z) - 0.5 * math.log(2 * math.pi) + math.log(1 - 1 / z2 + 3 / (z2 * z2))
+def logpred_one(ph, t, aux, out):  # pragma: no cover - compiled
+    """ln C(t) of one subject from estimation-scale parameters ``ph`` (6,) into ``out`` (compiled; ``aux`` unused).
 
-
-@njit(cache=True, fastmath=_FM)
-def _subject_loglik(ph, t, log_y, blq, log_lloq, mask, sigma):  # pragma: no cover - compiled
-    """ln-likelihood of one subject (row arrays): normal on ln scale, M3 for BLQ."""
+    Same values as :func:`log_pred_phi`; used by the compiled likelihood and SAEM E-step (:mod:`..mcmc`).
+    """
     tmax = math.exp(ph[1])
     lfx = ph[2]
     alpha = math.exp(ph[3])
@@ -128,106 +122,16 @@ def _subject_loglik(ph, t, log_y, blq, log_lloq, mask, sigma):  # pragma: no cov
     rho = lfx / tmax
     lr0 = ph[0] - lfx
     lpk = lr0 + rho * tmax
-    l1 = math.log1p(-fb)
-    l2 = math.log(fb)
-    ls = math.log(sigma)
-    acc = 0.0
     for j in range(t.shape[0]):
-        if not mask[j]:
-            continue
         tt = t[j]
         if tt < tmax:
-            lp = lr0 + rho * tt
+            out[j] = lr0 + rho * tt
         else:
             dt = tt - tmax
-            a = l1 - alpha * dt
-            b = l2 - beta * dt
-            hi = a if a > b else b
-            lp = lpk + hi + math.log(math.exp(a - hi) + math.exp(b - hi))
-        if blq[j]:
-            v = _log_ndtr((log_lloq[j] - lp) / sigma)
-        else:
-            z = (log_y[j] - lp) / sigma
-            v = -ls - 0.5 * z * z
-        if not math.isfinite(v):
-            v = -1e10
-        acc += v
-    return acc
-
-
-@njit(cache=True)
-def cond_loglik(phi, t, log_y, blq, log_lloq, mask, sigma):  # pragma: no cover - compiled
-    """Per-subject ln-likelihood (normal on ln scale, M3 for BLQ) of the Stein model; fused and compiled.
-
-    Same values as ``fit.m3_loglik(log_pred_phi(phi, t), ...)`` summed over each row.
-    """
-    n = t.shape[0]
-    out = np.zeros(n)
-    for i in range(n):
-        out[i] = _subject_loglik(phi[i], t[i], log_y[i], blq[i], log_lloq[i], mask[i], sigma)
-    return out
-
-
-@njit(cache=True, fastmath=_FM)
-def mh_estep(phi, ll, mu, om, sigma, t, log_y, blq, log_lloq, mask, n_steps, step_joint, step_comp, seed):  # pragma: no cover - compiled
-    """One SAEM E-step (3 Metropolis-Hastings kernels, Kuhn & Lavielle 2004) for every subject, compiled.
-
-    Kernels: (a) independent proposals from N(mu, om), (b) joint random walk with sd sqrt(om)*step_joint,
-    (c) component-wise random walks with sd sqrt(om_j)*step_comp_j. Updates ``phi`` and ``ll`` in place and
-    returns the acceptance rates of (b) and of each component of (c).
-    """
-    np.random.seed(seed)  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-    n, p = phi.shape
-    sd = np.sqrt(om)
-    prop = np.empty(p)
-    acc_b = 0.0
-    acc_c = np.zeros(p)
-    for i in range(n):
-        cur = phi[i]
-        llc = ll[i]
-        prc = 0.0
-        for k in range(p):
-            prc += -0.5 * (cur[k] - mu[k]) ** 2 / om[k]
-        for _ in range(n_steps[0]):
-            prp = 0.0
-            for k in range(p):
-                prop[k] = mu[k] + sd[k] * np.random.standard_normal()  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-                prp += -0.5 * (prop[k] - mu[k]) ** 2 / om[k]
-            llp = _subject_loglik(prop, t[i], log_y[i], blq[i], log_lloq[i], mask[i], sigma)
-            if math.log(np.random.random()) < llp - llc:  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-                for k in range(p):
-                    cur[k] = prop[k]
-                llc = llp
-                prc = prp
-        for _ in range(n_steps[1]):
-            prp = 0.0
-            for k in range(p):
-                prop[k] = cur[k] + sd[k] * step_joint * np.random.standard_normal()  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-                prp += -0.5 * (prop[k] - mu[k]) ** 2 / om[k]
-            llp = _subject_loglik(prop, t[i], log_y[i], blq[i], log_lloq[i], mask[i], sigma)
-            if math.log(np.random.random()) < llp + prp - llc - prc:  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-                for k in range(p):
-                    cur[k] = prop[k]
-                llc = llp
-                prc = prp
-                acc_b += 1.0
-        for _ in range(n_steps[2]):
-            for j in range(p):
-                for k in range(p):
-                    prop[k] = cur[k]
-                prop[j] = cur[j] + sd[j] * step_comp[j] * np.random.standard_normal()  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-                prp = prc + (-0.5 * (prop[j] - mu[j]) ** 2 + 0.5 * (cur[j] - mu[j]) ** 2) / om[j]
-                llp = _subject_loglik(prop, t[i], log_y[i], blq[i], log_lloq[i], mask[i], sigma)
-                if math.log(np.random.random()) < llp + prp - llc - prc:  # noqa: NPY002 (numba's own per-thread RNG, seeded above)
-                    cur[j] = prop[j]
-                    llc = llp
-                    prc = prp
-                    acc_c[j] += 1.0
-        ll[i] = llc
-    rate_b = acc_b / max(n * n_steps[1], 1)
-    for j in range(p):
-        acc_c[j] = acc_c[j] / max(n * n_steps[2], 1)
-    return rate_b, acc_c
+            # ln[(1-FB) e^(-alpha dt) + FB e^(-beta dt)] = -beta dt + ln[(1-FB) e^(-(alpha-beta) dt) + FB]
+            # (FB > 0, so the logarithm is finite whatever alpha - beta)
+            x = -(alpha - beta) * dt
+            out[j] = lpk - beta * dt + math.log((1.0 - fb) * math.exp(x if x < 700.0 else 700.0) + fb)
 
 
 def simulate_population(
@@ -281,6 +185,5 @@ __all__ = [
     "from_phi",
     "log_pred_phi",
     "simulate_population",
-    "cond_loglik",
-    "mh_estep",
+    "logpred_one",
 ]
