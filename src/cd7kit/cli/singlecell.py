@@ -1,7 +1,8 @@
 """``cd7kit singlecell``: simulate planted-truth data and run the immune-reconstitution pipeline.
 
 ``cd7kit singlecell simulate --cells N --patients 7 --seed 1 --out FILE.h5ad``
-``cd7kit singlecell run INPUT.h5ad --patient-key ... --timepoint-key ... --out DIR [--car-feature NAME] [--study ID]``
+``cd7kit singlecell run INPUT.h5ad --patient-key ... --timepoint-key ... --out DIR [--car-feature NAME] [--study ID]
+[--backend dask --chunk-size 20000]``
 """
 
 from __future__ import annotations
@@ -11,17 +12,18 @@ from pathlib import Path
 
 import typer
 
-from ._common import DB_HELP, JSON_HELP, console, emit
+from ._common import DB_HELP, JSON_HELP, console, emit, err_console
 
 sub = typer.Typer(help="Single-cell immune reconstitution (scanpy-style pipeline, offline annotation).",
                   no_args_is_help=True)
 
 
 def _progress():
+    """Progress bars on stderr, so that ``--json`` output on stdout stays parseable."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     return Progress(TextColumn("[bold]{task.description}"), BarColumn(), TimeElapsedColumn(),
-                    console=console, transient=False)
+                    console=err_console, transient=False)
 
 
 @sub.command("simulate")
@@ -34,22 +36,31 @@ def simulate_cmd(
     out: Path = typer.Option(..., "--out", help="Output .h5ad file."),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
-    """Simulate blood scRNA-seq before/after CD7 CAR-T with planted truth (raw counts, float32 CSR)."""
+    """Simulate blood scRNA-seq before/after CD7 CAR-T with planted truth (raw counts, float32 CSR).
+
+    Written to disk chunk by chunk (one chunk of cells in memory at a time), so a million cells fit.
+    """
+    import h5py
+
     from cd7kit.errors import InputError, Problem
-    from cd7kit.singlecell.sim import simulate
+    from cd7kit.singlecell.sim import write_h5ad
 
     if cells < 100 or patients < 1:
         raise InputError([Problem("need --cells >= 100 and --patients >= 1", None, None, "--cells", cells)])
+    if out.suffix != ".h5ad":
+        raise InputError([Problem("output must be an .h5ad file", str(out), None, "--out", out.suffix, ".h5ad")])
     with _progress() as prog:
-        t = prog.add_task("simulating", total=2)
-        adata = simulate(cells, patients, seed=seed, n_genes=genes, planted=not null)
-        prog.advance(t)
-        prog.update(t, description="writing h5ad")
-        adata.write_h5ad(out)
-        prog.advance(t)
-    info = {"out": str(out), "n_cells": adata.n_obs, "n_genes": adata.n_vars, "patients": patients, "seed": seed,
-            "planted": not null, "mono_loss_patients": list(adata.uns["sim"]["mono_loss_patients"]),
-            "relapse_patients": list(adata.uns["sim"]["relapse_patients"]), "nnz_per_cell": adata.X.nnz / adata.n_obs}
+        t = prog.add_task("simulating and writing", total=cells)
+        write_h5ad(out, cells, patients, seed=seed, n_genes=genes, planted=not null,
+                   progress=lambda done, total: prog.update(t, completed=done))
+    import anndata as ad
+
+    with h5py.File(out, "r") as f:
+        nnz = int(f["X/indptr"][-1])
+        n_genes = int(f["X"].attrs["shape"][1])
+        truth = {k: [str(x) for x in ad.io.read_elem(f[f"uns/sim/{k}"])] for k in ("mono_loss_patients", "relapse_patients")}
+    info = {"out": str(out), "n_cells": cells, "n_genes": n_genes, "patients": patients, "seed": seed,
+            "planted": not null, **truth, "nnz_per_cell": nnz / cells}
     emit(info, as_json, lambda o: console.print(f"wrote {o['out']}: {o['n_cells']:,} cells x {o['n_genes']:,} genes "
                                                 f"(planted: {o['planted']})"))
 
@@ -96,21 +107,25 @@ def run_cmd(
     no_de: bool = typer.Option(False, "--no-de", help="Skip pseudobulk DE and pathways."),
     graph_method: str = typer.Option("umap", "--graph-method", help="kNN connectivities: umap (scanpy default) or gauss."),
     threads: int = typer.Option(1, "--threads", help="Thread count (fixed for reproducibility)."),
-    gpu: bool = typer.Option(False, "--gpu", help="Use rapids-singlecell for graph/Leiden/UMAP when installed."),
+    gpu: bool = typer.Option(False, "--gpu", help="Graph, Leiden and UMAP on the GPU (needs rapids-singlecell; "
+                             "an error names what to install when it is missing)."),
+    backend: str = typer.Option("memory", "--backend", help="memory: read the file into RAM; dask: keep the counts "
+                                "on disk and read them in row blocks (out-of-core, for data larger than RAM)."),
+    chunk_size: int = typer.Option(5000, "--chunk-size", help="Cells per block with --backend dask."),
     study: str | None = typer.Option(None, "--study", help="Study id: append the per-sample summaries as a new version."),
     db: str | None = typer.Option(None, "--db", help=DB_HELP),
     as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
 ) -> None:
     """Run QC -> annotation -> composition, monocyte loss, S100A8/A9, pseudobulk DE, pathways; write tables and figures."""
-    import anndata as ad
-
     from cd7kit.errors import InputError, Problem
     from cd7kit.singlecell import pl, pp, tl
 
     if not input.exists():
         raise InputError([Problem("input file not found", str(input))])
+    if gpu:
+        pp.require_gpu()  # fails before any work, naming what to install
+    adata = pp.read(input, backend=backend, chunk_size=chunk_size)
     out.mkdir(parents=True, exist_ok=True)
-    adata = ad.read_h5ad(input)
     problems = [Problem(f"obs has no column {k!r}", str(input), None, k) for k in (patient_key, timepoint_key)
                 if k not in adata.obs]
     dm: dict[str, float] | None = None
@@ -123,7 +138,7 @@ def run_cmd(
         raise InputError(problems)
     adata.obs["sample"] = (adata.obs[patient_key].astype(str) + "_" + adata.obs[timepoint_key].astype(str)).astype("category")
     steps = ["QC (per-sample MAD thresholds)", "doublet scores (scrublet)", "normalisation (shifted log)",
-             "highly variable genes", "PCA (implicit centring)", "neighbours", "Leiden", "UMAP", "annotation",
+             "highly variable genes", "PCA (covariance, implicit centring)", "neighbours", "Leiden", "UMAP", "annotation",
              "CAR detection", "composition", "S100A8/A9", "pseudobulk DE (pyDESeq2)", "pathways (decoupler ULM)",
              "per-sample summaries", "figures and tables"]
     with _progress() as prog:

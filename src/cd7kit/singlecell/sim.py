@@ -23,7 +23,9 @@ parameters and the planted patients.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 import numba
 import numpy as np
@@ -73,6 +75,8 @@ _CD7_EXPRESSING = (*CD7_POS_T, *NK_TYPES, "T-lymphoblast")
 _MITO = ["MT-ND1", "MT-ND2", "MT-CO1", "MT-CO2", "MT-ATP8", "MT-ATP6", "MT-CO3", "MT-ND3", "MT-ND4L",
          "MT-ND4", "MT-ND5", "MT-ND6", "MT-CYB"]
 _RIBO = [f"RPL{i}" for i in range(3, 16)] + [f"RPS{i}" for i in range(2, 15)]
+#: Largest int32 index; above it the stored CSR index arrays are int64 (patched in a test).
+_INT32_MAX = int(np.iinfo(np.int32).max)
 _ACTIVATION_SETS = ("CD7KIT_T_CELL_ACTIVATION", "CD7KIT_AUTOIMMUNE_INFLAMMATORY_T")
 
 
@@ -201,24 +205,28 @@ def _gene_names(n_genes: int, car_feature: str) -> list[str]:
     return genes
 
 
-def simulate(
-    n_cells: int = 3000,
-    n_patients: int = 7,
-    *,
-    seed: int = 1,
-    n_genes: int = 2000,
-    planted: bool = True,
-    timepoints: dict[str, float] | None = None,
-    chunk_cells: int = 50_000,
-    **overrides: object,
-):
-    """Simulate an AnnData of raw counts (float32 CSR) with planted truth; see the module docstring.
+@dataclass
+class _Plan:
+    """Everything of a simulation except the counts, which are drawn chunk by chunk from it."""
 
-    ``obs``: ``patient``, ``timepoint``, ``day``, ``sample``, ``true_cell_type``, ``true_cd7_negative``,
-    ``true_car``. ``uns['sim']``: parameters, planted patients, and the per-sample true composition.
-    """
-    import anndata as ad
+    params: SimParams
+    genes: list[str]
+    obs: pd.DataFrame
+    uns: dict
+    prob_tab: np.ndarray
+    alias_tab: np.ndarray
+    group: np.ndarray
+    lib: np.ndarray
+    bounds: list[tuple[int, int]]
+    chunk_seeds: list[int]
+    car_col: int
+    car_counts: np.ndarray
 
+
+def _plan(n_cells: int, n_patients: int, seed: int, n_genes: int, planted: bool,
+          timepoints: dict[str, float] | None, chunk_cells: int, overrides: dict[str, object]) -> _Plan:
+    if chunk_cells < 1:
+        raise ValueError("chunk_cells must be positive")
     params = SimParams(n_cells=n_cells, n_patients=n_patients, n_genes=n_genes, seed=seed, planted=planted)
     if timepoints is not None:
         params.timepoints = dict(timepoints)
@@ -317,50 +325,137 @@ def simulate(
     del probs
     lib = np.maximum(rng.lognormal(np.log(params.library_mean), params.library_sdlog, size=n_cells), 200).astype(np.int64)
 
-    # --- counts, generated sparse in chunks -----------------------------------------------------
-    parts = []
-    for start in range(0, n_cells, chunk_cells):
-        stop = min(start + chunk_cells, n_cells)
-        indptr, indices, data = _draw_counts(prob_tab, alias_tab, group_compact[start:stop].astype(np.int64), lib[start:stop],
-                                             int(rng.integers(2**31 - 1)))
-        parts.append(sp.csr_matrix((data, indices, indptr), shape=(stop - start, ng)))
-    X = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
-    X = X.astype(np.float32, copy=False)
+    # one seed per chunk, drawn before the CAR draws (the stream does not depend on how chunks are used)
+    bounds = [(a, min(a + chunk_cells, n_cells)) for a in range(0, n_cells, chunk_cells)]
+    chunk_seeds = [int(rng.integers(2**31 - 1)) for _ in bounds]
 
     # --- the CAR transgene: CAR-T = a share of post-infusion CD7- T cells, partially detected ---
     ctype = np.asarray(types, dtype=object)[cell_type_idx]
-    tp_of = np.asarray([samples[s][1] for s in sample_idx], dtype=object)
+    tp_of = np.asarray([t for _, t in samples], dtype=object)[sample_idx]
     true_car = (ctype == "CD7- T") & np.isin(tp_of, post) & (rng.random(n_cells) < params.car_share)
     detected = true_car & (rng.random(n_cells) < params.car_detection)
     car_counts = np.where(detected, 1 + rng.poisson(1.5, size=n_cells), 0).astype(np.float32)
-    car_col = gidx[params.car_feature]
-    X = sp.csr_matrix(X)
-    X.eliminate_zeros()
-    X = _set_column(X, car_col, car_counts)
 
-    pat = np.asarray([samples[s][0] for s in sample_idx], dtype=object)
+    pat = np.asarray([p for p, _ in samples], dtype=object)[sample_idx]
+    sample_names = np.asarray([f"{a}_{b}" for a, b in samples], dtype=object)
     obs = pd.DataFrame(
         {
             "patient": pd.Categorical(pat, categories=patients),
             "timepoint": pd.Categorical(tp_of, categories=tps),
-            "day": np.asarray([params.timepoints[t] for t in tp_of], dtype=float),
-            "sample": pd.Categorical([f"{a}_{b}" for a, b in zip(pat, tp_of, strict=True)]),
+            "day": np.asarray([params.timepoints[t] for t in tps], dtype=float)[
+                pd.Categorical(tp_of, categories=tps).codes],
+            "sample": pd.Categorical(sample_names[sample_idx]),
             "true_cell_type": pd.Categorical(ctype, categories=types),
             "true_cd7_negative": ctype == "CD7- T",
             "true_car": true_car,
         },
-        index=[f"cell{i:07d}" for i in range(n_cells)],
+        index=pd.Index(np.char.add("cell", np.char.zfill(np.arange(n_cells).astype(str), 7)).astype(object)),
     )
-    var = pd.DataFrame(index=pd.Index(genes, name="gene"))
-    adata = ad.AnnData(X=X, obs=obs, var=var)
     info = asdict(params)
     info["mono_loss_patients"] = list(params.mono_loss_patients) if planted else []
     info["relapse_patients"] = list(params.relapse_patients)
     info["relapse_effect_planted"] = planted
     info["activation_genes"] = act_genes
-    info["true_composition"] = pd.DataFrame(comp, index=[f"{a}_{b}" for a, b in samples], columns=types)
-    adata.uns["sim"] = _uns_safe(info)
+    info["true_composition"] = pd.DataFrame(comp, index=list(sample_names), columns=types)
+    return _Plan(params=params, genes=genes, obs=obs, uns=_uns_safe(info), prob_tab=prob_tab, alias_tab=alias_tab,
+                 group=group_compact.astype(np.int64), lib=lib, bounds=bounds, chunk_seeds=chunk_seeds,
+                 car_col=gidx[params.car_feature], car_counts=car_counts)
+
+
+def _chunk(plan: _Plan, k: int) -> sp.csr_matrix:
+    """Counts of chunk ``k`` (float32 CSR, sorted indices, CAR column set)."""
+    a, b = plan.bounds[k]
+    indptr, indices, data = _draw_counts(plan.prob_tab, plan.alias_tab, plan.group[a:b], plan.lib[a:b],
+                                         plan.chunk_seeds[k])
+    X = sp.csr_matrix((data, indices, indptr), shape=(b - a, len(plan.genes)))
+    X.eliminate_zeros()
+    return _set_column(X, plan.car_col, plan.car_counts[a:b])
+
+
+def simulate(
+    n_cells: int = 3000,
+    n_patients: int = 7,
+    *,
+    seed: int = 1,
+    n_genes: int = 2000,
+    planted: bool = True,
+    timepoints: dict[str, float] | None = None,
+    chunk_cells: int = 50_000,
+    **overrides: object,
+):
+    """Simulate an AnnData of raw counts (float32 CSR) with planted truth; see the module docstring.
+
+    ``obs``: ``patient``, ``timepoint``, ``day``, ``sample``, ``true_cell_type``, ``true_cd7_negative``,
+    ``true_car``. ``uns['sim']``: parameters, planted patients, and the per-sample true composition.
+    :func:`write_h5ad` writes the same data to disk chunk by chunk.
+    """
+    import anndata as ad
+
+    plan = _plan(n_cells, n_patients, seed, n_genes, planted, timepoints, chunk_cells, overrides)
+    parts = [_chunk(plan, k) for k in range(len(plan.bounds))]
+    X = parts[0] if len(parts) == 1 else sp.vstack(parts, format="csr")
+    X = sp.csr_matrix(X.astype(np.float32, copy=False))
+    adata = ad.AnnData(X=X, obs=plan.obs, var=pd.DataFrame(index=pd.Index(plan.genes, name="gene")))
+    adata.uns["sim"] = plan.uns
     return adata
+
+
+def write_h5ad(
+    path: str | Path,
+    n_cells: int = 3000,
+    n_patients: int = 7,
+    *,
+    seed: int = 1,
+    n_genes: int = 2000,
+    planted: bool = True,
+    timepoints: dict[str, float] | None = None,
+    chunk_cells: int = 50_000,
+    progress: Callable[[int, int], None] | None = None,
+    **overrides: object,
+) -> Path:
+    """:func:`simulate` straight to an .h5ad file, one chunk of cells in memory at a time.
+
+    Same data as ``simulate(...)`` with the same arguments. ``X`` is stored as CSR with float32
+    values in resizable HDF5 datasets of 1 Mi elements per chunk, uncompressed (fast block reads).
+    Index arrays are int32, or int64 (both, as scipy requires) when the non-zeros could pass
+    2^31 - 1 (e.g. a million cells x 20,000 genes).
+    ``progress(cells_done, n_cells)`` is called after each chunk.
+    """
+    import anndata as ad
+    import h5py
+
+    out = Path(path)
+    plan = _plan(n_cells, n_patients, seed, n_genes, planted, timepoints, chunk_cells, overrides)
+    meta = ad.AnnData(obs=plan.obs, var=pd.DataFrame(index=pd.Index(plan.genes, name="gene")))
+    meta.uns["sim"] = plan.uns
+    meta.write_h5ad(out)
+    del meta
+    ng = len(plan.genes)
+    with h5py.File(out, "a") as f:
+        g = f.create_group("X")
+        g.attrs["encoding-type"] = "csr_matrix"
+        g.attrs["encoding-version"] = "0.1.0"
+        g.attrs["shape"] = np.array([n_cells, ng], dtype=np.int64)
+        block = 1 << 20
+        idx_dtype = np.int64 if int(plan.lib.sum()) > _INT32_MAX else np.int32  # nnz <= UMIs
+        data = g.create_dataset("data", shape=(0,), maxshape=(None,), dtype=np.float32, chunks=(block,))
+        indices = g.create_dataset("indices", shape=(0,), maxshape=(None,), dtype=idx_dtype, chunks=(block,))
+        indptr = g.create_dataset("indptr", shape=(n_cells + 1,), dtype=idx_dtype)
+        indptr[0] = 0
+        nnz = 0
+        for k, (a, b) in enumerate(plan.bounds):
+            C = _chunk(plan, k)
+            m = C.nnz
+            data.resize((nnz + m,))
+            indices.resize((nnz + m,))
+            data[nnz:] = C.data
+            indices[nnz:] = C.indices.astype(idx_dtype, copy=False)
+            indptr[a + 1:b + 1] = (nnz + C.indptr[1:].astype(np.int64)).astype(idx_dtype)
+            nnz += m
+            del C
+            if progress is not None:
+                progress(b, n_cells)
+    return out
 
 
 def _set_column(X: sp.csr_matrix, col: int, values: np.ndarray) -> sp.csr_matrix:
@@ -386,4 +481,4 @@ def _uns_safe(info: dict) -> dict:
     return out
 
 
-__all__ = ["SimParams", "simulate", "BASE_COMPOSITION", "CD7_POS_T", "NK_TYPES", "MONO_TYPES"]
+__all__ = ["SimParams", "simulate", "write_h5ad", "BASE_COMPOSITION", "CD7_POS_T", "NK_TYPES", "MONO_TYPES"]

@@ -48,7 +48,7 @@ from cd7kit.data.result import Rule, jsonable
 from cd7kit.errors import InputError, Problem
 
 from .markers import MarkerHierarchy, load_gene_sets, load_markers
-from .pp import UNS_KEY, _uns, lognorm
+from .pp import UNS_KEY, _uns, counts, iter_blocks, lognorm, row_sums
 
 UNKNOWN = "unknown"
 CD7NEG_LABEL = "CD7- T"
@@ -84,16 +84,12 @@ def _smoother(adata) -> sp.csr_matrix:
     return sp.csr_matrix(sp.diags(1.0 / d) @ W)
 
 
-def _expr_source(adata, genes: list[str], source: str, chunk_rows: slice | np.ndarray | None = None):
-    """Log-normalised expression of ``genes`` from counts in X (``source='counts'``) or ready values."""
+def _expr_source(adata, genes: list[str], source: str):
+    """Log-normalised expression of ``genes`` (all cells): from counts in X (``source='counts'``, either
+    backend; only these columns are read) or ready values in ``X`` / ``raw``."""
     if source == "counts":
-        return lognorm(adata, genes, rows=chunk_rows)
-    if source == "raw":
-        M = adata.raw[:, genes].X
-    else:
-        M = adata[:, genes].X
-    if chunk_rows is not None:
-        M = M[chunk_rows]
+        return lognorm(adata, genes)
+    M = adata.raw[:, genes].X if source == "raw" else adata[:, genes].X
     return sp.csr_matrix(M) if sp.issparse(M) else np.asarray(M)
 
 
@@ -115,27 +111,22 @@ def score_markers(adata, hierarchy: MarkerHierarchy | None = None, *, source: st
     if not genes:
         raise InputError([Problem("none of the marker genes is in var_names (gene symbols expected)", "var")])
     gpos = {g: i for i, g in enumerate(genes)}
-    # gene means / sds
-    s1 = np.zeros(len(genes))
-    s2 = np.zeros(len(genes))
     n = adata.n_obs
-    for start in range(0, n, chunk):
-        M = _expr_source(adata, genes, source, slice(start, min(start + chunk, n)))
-        if sp.issparse(M):
-            s1 += np.asarray(M.sum(axis=0)).ravel()
-            s2 += np.asarray(M.multiply(M).sum(axis=0)).ravel()
-        else:
-            s1 += M.sum(axis=0)
-            s2 += (M * M).sum(axis=0)
-    mu = s1 / n
-    sd = np.sqrt(np.maximum(s2 / n - mu**2, 0))
+    M = _expr_source(adata, genes, source)  # cells x marker genes (sparse when from counts)
+    if sp.issparse(M):
+        mu = np.asarray(M.mean(axis=0, dtype=np.float64)).ravel()
+        sq = np.asarray(M.multiply(M).mean(axis=0, dtype=np.float64)).ravel()
+    else:
+        mu = M.mean(axis=0, dtype=np.float64)
+        sq = (M.astype(np.float64) ** 2).mean(axis=0)
+    sd = np.sqrt(np.maximum(sq - mu**2, 0))
     sd[sd == 0] = np.inf
     types = list(hier.nodes)
     out = np.full((n, len(types)), np.nan, dtype=np.float32)
     for start in range(0, n, chunk):
         stop = min(start + chunk, n)
-        M = _expr_source(adata, genes, source, slice(start, stop))
-        Z = ((M.toarray() if sp.issparse(M) else M) - mu) / sd
+        Mb = M[start:stop]
+        Z = ((Mb.toarray() if sp.issparse(Mb) else Mb) - mu) / sd
         for t_i, t in enumerate(types):
             node = hier.nodes[t]
             pos = [gpos[g] for g in node.markers if g in gpos]
@@ -212,10 +203,8 @@ def cd7_state(adata, *, lineage_key: str = "lineage", t_lineage: str = "T", gene
     """
     if gene not in adata.var_names:
         raise InputError([Problem(f"{gene} not in var_names", "var", None, None, gene)])
-    X = adata.X
-    j = adata.var_names.get_loc(gene)
-    x = np.asarray(X[:, j].toarray() if sp.issparse(X) else X[:, j]).ravel().astype(float)
-    tot = adata.obs["total_counts"].to_numpy(float) if "total_counts" in adata.obs else np.asarray(X.sum(axis=1)).ravel()
+    x = counts(adata, [gene]).toarray().ravel().astype(float)
+    tot = adata.obs["total_counts"].to_numpy(float) if "total_counts" in adata.obs else row_sums(adata)
     isT = adata.obs[lineage_key].astype(str).to_numpy() == t_lineage
     prob = np.full(adata.n_obs, np.nan)
     state = np.full(adata.n_obs, None, dtype=object)
@@ -273,8 +262,7 @@ def car_cells(adata, features: Sequence[str] = ("CAR",), *, min_counts: int = 1,
         u["car"] = {"features": list(features), "missing": f"none of {list(features)} in var_names"}
         umis = np.full(adata.n_obs, np.nan)
     else:
-        idx = adata.var_names.get_indexer(present)
-        umis = np.asarray(adata.X[:, idx].sum(axis=1)).ravel()
+        umis = np.asarray(counts(adata, present).sum(axis=1)).ravel()
         adata.obs["car_umis"] = umis.astype(np.float32)
         adata.obs["car_positive"] = umis >= min_counts
         u["car"] = {"features": present, "min_counts": min_counts, "missing": ""}
@@ -308,8 +296,8 @@ def composition(adata, patient_key: str, timepoint_key: str, label_key: str = "c
     types = list(tab.columns)
     rows = []
     a = (1 - ci) / 2
-    for (p, t), counts in tab.iterrows():
-        c = counts.to_numpy(float)
+    for (p, t), n_by_type in tab.iterrows():
+        c = n_by_type.to_numpy(float)
         n = int(c.sum())
         if n == 0:
             continue
@@ -493,7 +481,8 @@ def s100_relapse(table: pd.DataFrame, relapse_patients: Sequence[str], *, baseli
 
 
 def pseudobulk(adata, groupby: Sequence[str], *, min_cells: int = 10, mask: np.ndarray | None = None):
-    """Sum raw counts (``X``) per group; returns an AnnData (groups x genes) with ``obs['n_cells']``."""
+    """Sum raw counts (``X``, either backend, block by block) per group; returns an AnnData (groups x genes)
+    with ``obs['n_cells']``."""
     import anndata as ad
 
     obs = adata.obs[list(groupby)].astype(str)
@@ -503,7 +492,10 @@ def pseudobulk(adata, groupby: Sequence[str], *, min_cells: int = 10, mask: np.n
     codes, uniq = pd.factorize(pd.Series(key, dtype=object))
     ok = codes >= 0
     G = sp.csr_matrix((np.ones(ok.sum(), np.float32), (codes[ok], np.flatnonzero(ok))), shape=(len(uniq), adata.n_obs))
-    sums = G @ adata.X
+    Gc = G.tocsc()
+    sums = sp.csr_matrix((len(uniq), adata.n_vars), dtype=np.float64)
+    for _, _, part in iter_blocks(adata, lambda B, s, e: sp.csr_matrix(Gc[:, s:e] @ B, dtype=np.float64)):
+        sums = sums + part
     n_cells = np.asarray(G.sum(axis=1)).ravel().astype(int)
     meta = pd.DataFrame([u.split("|") for u in uniq], columns=list(groupby))
     meta["n_cells"] = n_cells
