@@ -79,11 +79,7 @@ def test_grade_dlt(folder):
     "extra",
     [["--system", "crs", "--option", "nonsense=1"], ["--system", "nope"], ["--option", "novalue"], ["--subject", "NOBODY", "--system", "crs"]],
 )
-def test_bad_input_exit_code_2(folder, monkeypatch, capsys, extra):
-    from cd7kit.cli import main
-
-    monkeypatch.setattr("sys.argv", ["cd7kit", "grade", str(folder), *extra, "--json"])
-    with pytest.raises(SystemExit) as exc:
-        main()
-    assert exc.value.code == 2
-    assert json.loads(capsys.readouterr().err)["error"] == "input"
+def test_bad_input_exit_code_2(folder, run_main, extra):
+    code, _, err = run_main("grade", str(folder), *extra, "--json")
+    assert code == 2
+    assert json.loads(err)["error"] == "input"

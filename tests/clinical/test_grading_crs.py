@@ -87,9 +87,16 @@ def test_seed_cases_from_the_shipped_dataset():
     crs = {r.subject_id: r.value for r in grade_crs(s)}
     icans = {r.subject_id: r for r in grade_icans(s)}
     assert crs == {datasets.CASE1: 3, datasets.CASE2: 1}
-    assert icans[datasets.CASE1].value == 1
-    # case 2: no ICANS assessment recorded at all -> NA with the reason, never a silent 0
-    assert icans[datasets.CASE2].value is None and icans[datasets.CASE2].missing
+    assert icans[datasets.CASE1].value == 1 and icans[datasets.CASE1].details["basis"] == "assessments"
+    # case 2: no ICE score was recorded, but the authors state "CRES events were not detected during therapy":
+    # grade 0 on that statement (the event row is the evidence), the missing assessment still listed
+    c2 = icans[datasets.CASE2]
+    assert c2.value == 0 and c2.details["basis"] == "clinician-reported absence"
+    assert [e.what for e in c2.evidence] == ["icans"] and "not detected" in str(c2.evidence[0].value)
+    assert c2.missing and "clinician" in c2.missing[0]
+    # without that rule the same record is NA, never a silent 0
+    (na,) = [r for r in grade_icans(s, options={"accept_reported_absence": False}) if r.subject_id == datasets.CASE2]
+    assert na.value is None and na.missing
 
 
 # -- edge rules (spec 1.5): one subject per case, one Study, graded once ----------------------------------

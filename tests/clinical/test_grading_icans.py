@@ -50,9 +50,16 @@ def _rows():
     # ICE from items when the total is missing: 4 + 3 + 1 + 0 + 0 = 8
     for code, v in (("ICE_ORIENT", 4.0), ("ICE_NAMING", 3.0), ("ICE_COMMANDS", 1.0), ("ICE_WRITING", 0.0), ("ICE_ATTENTION", 0.0)):
         o.append(obs("ITEMS", 5, code, v))
-    # seed case 1 (day 0 = second infusion): ICE 8 on day 13, resolved by day 15; case 2: no CRES
+    # seed case 1 (day 0 = second infusion): ICE 8 on day 13, resolved by day 15; case 2: no ICE score reported,
+    # only the statement "CRES events were not detected during therapy" (an icans event with grade 0)
     o += [obs("CASE1", 12, "ICE", 10.0), obs("CASE1", 13, "ICE", 8.0), obs("CASE1", 15, "ICE", 10.0)]
-    o += [obs("CASE2", d, "ICE", 10.0) for d in (7, 10, 14)]
+    e.append(ev("CASE2", 7, "icans", "ICANS (reported as CRES): not detected", grade=0))
+    # the clinician-statement rule: it never overrides assessments, never counts outside the window, and a
+    # reported grade above 0 is not used (cd7kit computes its own)
+    e.append(ev("STATED_ASSESSED", 3, "icans", "no ICANS", grade=0))
+    o.append(obs("STATED_ASSESSED", 3, "ICE", 5.0))
+    e.append(ev("STATED_LATE", 40, "icans", "no ICANS", grade=0))
+    e.append(ev("REPORTED1", 5, "icans", "ICANS grade 1 (investigator)", grade=1))
     # grade 5
     o.append(obs("DEATH", 1, "ICE", 2.0))
     e.append(ev("DEATH", 3, "death", "Death", details='{"cause": "cerebral edema (ICANS)"}'))
@@ -63,7 +70,7 @@ def _rows():
     e.append(ev("COND", 40, "neuro", "Seizure"))
     from _grading_build import iv
 
-    i = [iv("COND", 35, "conditioning", 39)]
+    i = [iv("COND", 35, "conditioning", 39), iv("STATED_LATE", 35, "conditioning", 39)]
     return o, i, e, ages
 
 
@@ -149,7 +156,20 @@ def test_seed_case1_icans_grade1_case2_none(graded):
     assert c1.value == 1
     assert c1.details["episodes"] == [{"episode": 1, "onset_day": 13, "resolution_day": 15, "duration_days": 2, "ongoing_at_last_assessment": False, "max_grade": 1, "max_grade_day": 13}]
     assert c1.evidence[0].what == "ICE" and c1.evidence[0].value == 8.0
-    assert res["CASE2"].value == 0
+    c2 = res["CASE2"]
+    assert c2.value == 0 and c2.details["basis"] == "clinician-reported absence"
+    assert [e.what for e in c2.evidence] == ["icans"] and "clinician" in c2.evidence[0].note and c2.missing
+
+
+def test_reported_absence_rule_limits(graded):
+    s, res = graded
+    assert res["STATED_ASSESSED"].value == 2 and res["STATED_ASSESSED"].details["basis"] == "assessments"
+    assert all(e.what != "icans" for e in res["STATED_ASSESSED"].evidence)
+    assert res["STATED_LATE"].value is None  # the statement falls after conditioning: outside the window
+    assert res["REPORTED1"].value is None and res["REPORTED1"].details["basis"] == "none"  # a reported grade is not an input
+    off = {r.subject_id: r for r in grade_icans(s, options={"accept_reported_absence": False})}
+    assert off["CASE2"].value is None and "not used" in off["CASE2"].missing[0]
+    assert "no clinician statement" in res["REPORTED1"].missing[0]
 
 
 def test_grade5_and_not_assessed(graded):

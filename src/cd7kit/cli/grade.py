@@ -14,7 +14,7 @@ from typing import Any
 
 import typer
 
-from ._common import DB_HELP, JSON_HELP, console, emit, open_study
+from ._common import DB_OPTION, JSON_OPTION, emit, open_study, print_table
 
 _GRADERS = ("crs", "icans", "ctcae", "icaht")
 _OTHERS = {"response": "cd7kit.clinical.response", "tma": "cd7kit.clinical.tma", "scores": "cd7kit.clinical.scores"}
@@ -71,14 +71,7 @@ def grade_study(study: Any, subject: str | None, system: str, options: dict[str,
 
 
 def _render(report: dict[str, Any]) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"Grades - study {report['study_id'] or ''} ({', '.join(report['systems'])})")
-    table.add_column("subject")
-    table.add_column("result")
-    table.add_column("value")
-    table.add_column("day")
-    table.add_column("missing / note")
+    rows = []
     for subj in report["subjects"]:
         first = True
         for key, val in subj.items():
@@ -87,9 +80,9 @@ def _render(report: dict[str, Any]) -> None:
             for r in val if isinstance(val, list) else [val]:
                 if r["value"] is None and not r["missing"]:
                     continue
-                table.add_row(subj["subject_id"] if first else "", r["name"], "NA" if r["value"] is None else str(r["value"]), "" if r["day"] is None else f"{r['day']:g}", "; ".join(r["missing"])[:80])
+                rows.append((subj["subject_id"] if first else "", r["name"], "NA" if r["value"] is None else str(r["value"]), "" if r["day"] is None else f"{r['day']:g}", "; ".join(r["missing"])[:80]))
                 first = False
-    console.print(table)
+    print_table(f"Grades - study {report['study_id'] or ''} ({', '.join(report['systems'])})", ("subject", "result", "value", "day", "missing / note"), rows)
 
 
 def grade(
@@ -97,8 +90,8 @@ def grade(
     subject: str | None = typer.Option(None, "--subject", help="Grade one subject only."),
     system: str = typer.Option("all", "--system", help="crs | icans | ctcae | icaht | dlt | response | tma | scores | all."),
     option: list[str] = typer.Option([], "--option", help="NAME=VALUE, repeatable; prefix with the system when several run (crs.include_inotropes=true, ctcae.version=6.0)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Grade CRS and ICANS (ASTCT 2019), CTCAE laboratory terms, ICAHT, DLTs and more, with evidence."""
     st = open_study(study, db)

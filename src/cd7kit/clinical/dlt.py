@@ -58,7 +58,7 @@ def _find(
     study: Study, opts: Mapping[str, Any], grader_options: Mapping[str, Any]
 ) -> tuple[list[dict[str, Any]], dict[str, list[Evidence]], dict[str, dict[str, Any]]]:
     from .grading.crs import crs_daily
-    from .grading.ctcae import ctcae_table
+    from .grading.ctcae import ctcae_parts
     from .grading.icans import icans_daily
 
     win = float(opts["window_days"])
@@ -122,13 +122,19 @@ def _find(
     if opts["neutropenia_grade"] is not None:
         ct_opts = {k: v for k, v in grader_options.items() if k.startswith("ctcae.")}
         ct_opts.update({"ctcae.terms": ["neutrophil_count_decreased"], "ctcae.window_start_day": 0, "ctcae.censor_kinds": []})
-        tab, _ = ctcae_table(study, ct_opts)
+        parts, cx = ctcae_parts(study, ct_opts)
         after = float(opts["neutropenia_after_day"])
-        t = tab[(tab["term"] == "neutrophil_count_decreased") & (tab["day"] > after) & (tab["day"] <= after + float(opts["neutropenia_lookahead_days"]))]
-        t = t.sort_values(["sidx", "day"]).drop_duplicates("sidx")
-        t = t[t["grade"] >= int(opts["neutropenia_grade"])]
-        for r in t.itertuples():
-            add(str(r.subject_id), float(r.day), f"Neutrophil count decreased grade {int(r.grade)} beyond day {int(after)}", int(r.grade), "neutropenia", [Evidence("observations", int(r.row_id), str(r.subject_id), float(r.day), "ANC", float(r.value), "10^9/L", f"first ANC after day {int(after)}")])
+        sids = cx["sids"]
+        for p in (p for p in parts if p["term"] == "neutrophil_count_decreased"):
+            # rows are sorted by subject and day: the first ANC after the day, per subject
+            d = p["day"]
+            sel = np.flatnonzero((d > after) & (d <= after + float(opts["neutropenia_lookahead_days"])))
+            sx = p["sidx"][sel]
+            first = sel[np.r_[True, sx[1:] != sx[:-1]]] if len(sel) else sel
+            first = first[p["grade"][first] >= int(opts["neutropenia_grade"])]
+            for i in first.tolist():
+                sid, day, g = str(sids[p["sidx"][i]]), float(d[i]), int(p["grade"][i])
+                add(sid, day, f"Neutrophil count decreased grade {g} beyond day {int(after)}", g, "neutropenia", [Evidence("observations", int(p["row_id"][i]), sid, day, "ANC", float(p["value"][i]), "10^9/L", f"first ANC after day {int(after)}")])
     # investigator-graded adverse events
     if opts["ae_min_grade"] is not None:
         ev = study.events

@@ -35,6 +35,7 @@ import pandas as pd
 
 from cd7kit.data import Evidence, Result, Rule, Study
 
+from .grading._common import filled
 from .scores._common import load_rules, nan_to_none, observations, resolve_options, subject_ids
 
 RULE_FILE = "response_all.yaml"
@@ -90,7 +91,7 @@ def _mrd_status(o: pd.DataFrame, thr: float) -> tuple[np.ndarray, np.ndarray]:
     txt = o["value_text"].astype("string").str.strip().str.lower().isin(list(_NEG_TEXT)).to_numpy(dtype=bool)
     below = np.isnan(v) & (blq | txt)
     status = np.full(len(o), None, dtype=object)
-    note = np.full(len(o), "", dtype=object)
+    note = filled(len(o), "")
     num = ~np.isnan(v)
     status[num & (v < thr)] = "negative"
     status[num & (v >= thr)] = "positive"
@@ -150,11 +151,12 @@ def assess_response(study: Study, subject_id: str | None = None, options: Mappin
     const = rules["constants"]
     ids = subject_ids(study, subject_id)
     rule = Rule(rules["system"], str(rules["version"]), opts, rules["source"])
-    obs = observations(study, _CODES, subject_id)
-    obs = obs[obs["subject_id"].isin(ids)]
+    # per-Study split, one frame per code (the daily counts with only the columns the pairing reads)
+    counts = ("row_id", "subject_id", "day", "code", "value")
+    by_code = {c: observations(study, [c], subject_id, counts if c in ("ANC", "PLT") else None) for c in _CODES}
 
     # -- marrow assessments ---------------------------------------------------------------------
-    bm_all = _daily(obs, "BM_BLASTS")
+    bm_all = _daily(by_code["BM_BLASTS"], "BM_BLASTS")
     bm_all["num"] = _numeric_or_zero_if_blq(bm_all)
     base = bm_all[(bm_all["day"] < 0) & ~np.isnan(bm_all["num"])].groupby("subject_id").last()
     bm = bm_all[bm_all["day"] >= 0].copy()
@@ -163,11 +165,11 @@ def assess_response(study: Study, subject_id: str | None = None, options: Mappin
     bm["baseline_day"] = bm["subject_id"].map(base["day"])
     tol = float(opts["count_window_days"])
     for code, prefix in (("ANC", "anc"), ("PLT", "plt"), ("PB_BLASTS", "pb")):
-        o = obs[obs["code"] == code].copy()
+        o = by_code[code].copy()
         o["num"] = _numeric_or_zero_if_blq(o) if code == "PB_BLASTS" else o["value"].to_numpy(dtype=float)
         o = o[~np.isnan(o["num"].to_numpy(dtype=float))]
         bm = _nearest(bm, o, prefix, tol)
-    mrd = _daily(obs, "MRD_FLOW")
+    mrd = _daily(by_code["MRD_FLOW"], "MRD_FLOW")
     mstat, mnote = _mrd_status(mrd, float(opts["mrd_negative_below_pct"]))
     mrd = mrd.assign(mrd_status=mstat, mrd_note=mnote)
     bm = bm.merge(
@@ -244,7 +246,7 @@ def assess_response(study: Study, subject_id: str | None = None, options: Mappin
     bm["count_recovery"] = rec
 
     # -- extramedullary ---------------------------------------------------------------------------
-    emd = _emd_table(study, obs, ids)
+    emd = _emd_table(study, pd.concat([by_code["EMD_STATUS"], by_code["CNS_STATUS"]]), ids)
     base_emd = emd[emd["day"] < 0].groupby("subject_id")["raw"].last()
     emd_post = emd[emd["day"] >= 0].copy()
     had = emd_post["subject_id"].map(base_emd)

@@ -15,6 +15,7 @@ kinds, functions, keywords, checkpoints, duplicate ids -- and reports all proble
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -253,6 +254,17 @@ def _parse(text: str, where: str) -> CriteriaSet:
     except yaml.YAMLError as exc:
         raise InputError([Problem(f"not valid YAML: {exc}", where)]) from exc
     return criteria_from_dict(data, where)
+
+
+def read_json(path: Path) -> Any:
+    """The content of a JSON input file (a patient file, a ClinicalTrials.gov record); a missing or
+    malformed file is an :class:`InputError` naming it."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InputError([Problem("file not found", str(path))]) from exc
+    except json.JSONDecodeError as exc:
+        raise InputError([Problem(f"not valid JSON: {exc}", str(path))]) from exc
 
 
 def shipped_trials() -> list[str]:

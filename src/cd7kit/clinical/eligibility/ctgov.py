@@ -14,7 +14,6 @@ The protocol version is the record's last-update date.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Mapping
 from pathlib import Path
@@ -22,7 +21,7 @@ from typing import Any
 
 from cd7kit.errors import InputError, Problem
 
-from .criteria import CHECKPOINTS, CriteriaSet, criteria_from_dict
+from .criteria import CHECKPOINTS, CriteriaSet, criteria_from_dict, read_json
 
 _AGE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(year|month|week|day|hour|minute)s?\s*$", re.I)
 _PER_YEAR = {"year": 1, "month": 12, "week": 52, "day": 365, "hour": 365 * 24, "minute": 365 * 24 * 60}
@@ -161,12 +160,7 @@ def criteria_from_ctgov(study: Mapping[str, Any], file: str = "ctgov.json") -> C
 def read_ctgov(path: str | Path) -> CriteriaSet:
     """Read an API v2 study JSON file (a single study, or ``{"studies": [one]}``) into a skeleton."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError([Problem("file not found", str(p))]) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError([Problem(f"not valid JSON: {exc}", str(p))]) from exc
+    data = read_json(p)
     if isinstance(data, Mapping) and "studies" in data and isinstance(data["studies"], list):
         if len(data["studies"]) != 1:
             raise InputError([Problem(f"expected one study, found {len(data['studies'])}", p.name, None, "studies")])

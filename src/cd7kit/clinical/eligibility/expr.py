@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -445,98 +445,61 @@ FUNCTIONS: dict[str, FunctionSpec] = {
 NAMES = {"age": "age in years at the checkpoint", "sex": "M, F or U", "diagnosis": "T-ALL, T-LBL, ETP-ALL, other"}
 
 
+def walk(node: Node, symbolic: bool = False) -> Iterator[tuple[Node, bool]]:
+    """Every node of a tree, depth first, with whether it stands in a symbol position: the first argument
+    of a function that takes a symbol (``lab(ANC)``) names a thing and is not a value, and so is all below it."""
+    yield node, symbolic
+    kind = node[0]
+    if kind == "call":
+        spec = FUNCTIONS.get(node[1])
+        takes_symbol = bool(spec and spec.symbol_args)
+        for i, a in enumerate(node[2]):
+            yield from walk(a, symbolic or (takes_symbol and i == 0))
+        for v in node[3].values():
+            yield from walk(v, symbolic)
+    elif kind in ("and", "or", "list"):
+        for c in node[1]:
+            yield from walk(c, symbolic)
+    elif kind in ("not", "neg"):
+        yield from walk(node[1], symbolic)
+    elif kind in ("cmp", "arith"):
+        yield from walk(node[2], symbolic)
+        yield from walk(node[3], symbolic)
+    elif kind == "in":
+        yield from walk(node[1], symbolic)
+        yield from walk(node[2], symbolic)
+
+
 def symbols(node: Node) -> list[tuple[str, Any, dict[str, Any]]]:
     """Every function call of a tree as (function, first argument as a symbol, keyword nodes)."""
     out: list[tuple[str, Any, dict[str, Any]]] = []
-
-    def walk(n: Node) -> None:
-        if n[0] == "call":
+    for n, symbolic in walk(node):
+        if n[0] == "call" and not symbolic:
             spec = FUNCTIONS.get(n[1])
-            first = _symbol(n[2][0]) if spec and spec.symbol_args and n[2] else None
-            out.append((n[1], first, n[3]))
-            for a in n[2] if not (spec and spec.symbol_args) else n[2][1:]:
-                walk(a)
-            for v in n[3].values():
-                walk(v)
-        elif n[0] in ("and", "or", "list"):
-            for c in n[1]:
-                walk(c)
-        elif n[0] == "not" or n[0] == "neg":
-            walk(n[1])
-        elif n[0] == "cmp" or n[0] == "arith":
-            walk(n[2])
-            walk(n[3])
-        elif n[0] == "in":
-            walk(n[1])
-            walk(n[2])
-
-    walk(node)
+            out.append((n[1], _symbol(n[2][0]) if spec and spec.symbol_args and n[2] else None, n[3]))
     return out
 
 
 def names_used(node: Node) -> list[str]:
     """Bare names (``age``, ``param.x``, ...) used outside function-name positions."""
-    out: list[str] = []
-
-    def walk(n: Node, symbolic: bool = False) -> None:
-        if n[0] == "name":
-            if not symbolic:
-                out.append(n[1])
-        elif n[0] == "call":
-            spec = FUNCTIONS.get(n[1])
-            for i, a in enumerate(n[2]):
-                walk(a, symbolic=bool(spec and spec.symbol_args and i == 0))
-            for v in n[3].values():
-                walk(v)
-        elif n[0] in ("and", "or", "list"):
-            for c in n[1]:
-                walk(c, symbolic)
-        elif n[0] in ("not", "neg"):
-            walk(n[1])
-        elif n[0] in ("cmp", "arith"):
-            walk(n[2])
-            walk(n[3])
-        elif n[0] == "in":
-            walk(n[1])
-            walk(n[2])
-
-    walk(node)
-    return out
+    return [n[1] for n, symbolic in walk(node) if n[0] == "name" and not symbolic]
 
 
 def check_calls(node: Node) -> list[str]:
     """Problems with function names and argument counts (empty list when all is well)."""
     problems: list[str] = []
-
-    def walk(n: Node) -> None:
-        if n[0] == "call":
-            spec = FUNCTIONS.get(n[1])
-            if spec is None:
-                problems.append(f"unknown function {n[1]!r} (known: {', '.join(sorted(FUNCTIONS))})")
-            else:
-                if len(n[2]) < spec.min_args or (spec.max_args is not None and len(n[2]) > spec.max_args):
-                    problems.append(f"{n[1]}() takes {spec.min_args}..{spec.max_args or 'any'} arguments, got {len(n[2])}")
-                bad = set(n[3]) - spec.keywords
-                if bad:
-                    problems.append(f"{n[1]}() has no keyword {', '.join(sorted(bad))} (allowed: {', '.join(sorted(spec.keywords)) or 'none'})")
-            for i, a in enumerate(n[2]):
-                if not (spec and spec.symbol_args and i == 0):
-                    walk(a)
-            for v in n[3].values():
-                walk(v)
-        elif n[0] in ("and", "or", "list"):
-            for c in n[1]:
-                walk(c)
-        elif n[0] in ("not", "neg"):
-            walk(n[1])
-        elif n[0] in ("cmp", "arith"):
-            walk(n[2])
-            walk(n[3])
-        elif n[0] == "in":
-            walk(n[1])
-            walk(n[2])
-
-    walk(node)
+    for n, symbolic in walk(node):
+        if n[0] != "call" or symbolic:
+            continue
+        spec = FUNCTIONS.get(n[1])
+        if spec is None:
+            problems.append(f"unknown function {n[1]!r} (known: {', '.join(sorted(FUNCTIONS))})")
+            continue
+        if len(n[2]) < spec.min_args or (spec.max_args is not None and len(n[2]) > spec.max_args):
+            problems.append(f"{n[1]}() takes {spec.min_args}..{spec.max_args or 'any'} arguments, got {len(n[2])}")
+        bad = set(n[3]) - spec.keywords
+        if bad:
+            problems.append(f"{n[1]}() has no keyword {', '.join(sorted(bad))} (allowed: {', '.join(sorted(spec.keywords)) or 'none'})")
     return problems
 
 

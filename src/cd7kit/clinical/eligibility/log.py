@@ -35,6 +35,12 @@ STAGES = ("screened", "eligible", "enrolled", "lymphodepleted", "infused", "eval
 DLT_WINDOW_DAYS = 28.0
 
 
+def trial_subject_ids(study: Study) -> list[str]:
+    """The trial's subjects: ``meta["trial_subjects"]`` when given (a study may also hold patients who are
+    not in the trial, e.g. published case reports), else every subject."""
+    return list(study.meta.get("trial_subjects") or study.subject_ids)
+
+
 def screening_log(
     study: Study,
     criteria: CriteriaSet | str = "NCT06849401",
@@ -239,4 +245,4 @@ def screening_flow(
     return ScreeningFlow(cs.trial, cs.protocol_version, stages, tuple(excluded), tuple(pending), tuple(discrepancies), tuple(log))
 
 
-__all__ = ["STAGES", "ScreeningFlow", "screening_flow", "screening_log", "log_frame"]
+__all__ = ["STAGES", "ScreeningFlow", "screening_flow", "screening_log", "log_frame", "trial_subject_ids"]

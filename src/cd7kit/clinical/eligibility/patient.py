@@ -12,7 +12,6 @@ open world (unknown); an empty list means "none".
 from __future__ import annotations
 
 import datetime as dt
-import json
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,7 @@ from cd7kit.data import Study
 from cd7kit.errors import InputError, Problem
 from cd7kit.io.convert import canonicalise_observations
 
-from .criteria import CHECKPOINTS, CriteriaSet
+from .criteria import CHECKPOINTS, CriteriaSet, read_json
 from .engine import EligibilityReport, screen
 
 _TOP = {
@@ -151,23 +150,20 @@ def patient_to_study(data: Mapping[str, Any], file: str = "patient.json") -> Stu
         obs, probs = canonicalise_observations(obs, f"{file} observations", row_offset=1)
         problems.extend(probs)
         obs["day"] = pd.to_numeric(obs["day"], errors="coerce")
-    open_world = []
-    ivs = []
-    if "interventions" not in data:
-        open_world.append("interventions")
-    for i, r in enumerate(data.get("interventions") or [], start=1):
-        where = f"{file} interventions[{i}]"
-        start = _day(r, "start_date", "start_day", cp, where, problems)
-        end = _day(r, "end_date", "end_day", cp, where, problems, required=False)
-        ivs.append({"subject_id": sid, "start_day": start, "end_day": end, **{k: r.get(k) for k in ("kind", "agent", "dose", "dose_unit", "route", "device", "flow_l_min", "indication", "details")}})
-    evs = []
-    if "events" not in data:
-        open_world.append("events")
-    for i, r in enumerate(data.get("events") or [], start=1):
-        where = f"{file} events[{i}]"
-        day = _day(r, "date", "day", cp, where, problems)
-        end = _day(r, "end_date", "end_day", cp, where, problems, required=False)
-        evs.append({"subject_id": sid, "day": day, "end_day": end, **{k: r.get(k) for k in ("kind", "term", "grade", "attribution", "details")}})
+    open_world = [key for key in ("interventions", "events") if key not in data]
+
+    def rows(key: str, date_col: str, day_col: str, fields: tuple[str, ...]) -> list[dict[str, Any]]:
+        """Interventions or events, each with its (start) day and end day from a date or a day."""
+        out = []
+        for i, r in enumerate(data.get(key) or [], start=1):
+            where = f"{file} {key}[{i}]"
+            day = _day(r, date_col, day_col, cp, where, problems)
+            end = _day(r, "end_date", "end_day", cp, where, problems, required=False)
+            out.append({"subject_id": sid, day_col: day, "end_day": end, **{k: r.get(k) for k in fields}})
+        return out
+
+    ivs = rows("interventions", "start_date", "start_day", ("kind", "agent", "dose", "dose_unit", "route", "device", "flow_l_min", "indication", "details"))
+    evs = rows("events", "date", "day", ("kind", "term", "grade", "attribution", "details"))
     recs: dict[str, list[dict[str, Any]]] = {"attestations": [], "overrides": []}
     for key in recs:
         for i, r in enumerate(data.get(key) or [], start=1):
@@ -200,13 +196,7 @@ def patient_to_study(data: Mapping[str, Any], file: str = "patient.json") -> Stu
 def read_patient(path: str | Path) -> Study:
     """Read a single-patient JSON file (see :func:`patient_to_study`)."""
     p = Path(path)
-    try:
-        data = json.loads(p.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise InputError([Problem("file not found", str(p))]) from exc
-    except json.JSONDecodeError as exc:
-        raise InputError([Problem(f"not valid JSON: {exc}", str(p))]) from exc
-    return patient_to_study(data, p.name)
+    return patient_to_study(read_json(p), p.name)
 
 
 def screen_patient(

@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cd7kit.data import Study
 from cd7kit.errors import InputError, Problem
 
 from .criteria import CHECKPOINTS, CriteriaSet
@@ -39,18 +40,17 @@ def _validate(criteria: CriteriaSet, criterion_id: str, checkpoint: str | None) 
     return problems
 
 
+def _annotation(criteria: CriteriaSet, criterion_id: str, checkpoint: str | None, **fields: Any) -> tuple[str, dict[str, Any]]:
+    key = annotation_key(criteria.trial, criterion_id, checkpoint)
+    return key, {"trial": criteria.trial, "protocol_version": criteria.protocol_version, "criterion_id": criterion_id, "checkpoint": checkpoint, **fields}
+
+
 def attestation_annotation(criteria: CriteriaSet, criterion_id: str, value: bool, checkpoint: str | None = None) -> tuple[str, dict[str, Any]]:
     """(key, value dict) of an attestation annotation; raises InputError for an unknown criterion."""
     problems = _validate(criteria, criterion_id, checkpoint)
     if problems:
         raise InputError(problems)
-    return annotation_key(criteria.trial, criterion_id, checkpoint), {
-        "trial": criteria.trial,
-        "protocol_version": criteria.protocol_version,
-        "criterion_id": criterion_id,
-        "checkpoint": checkpoint,
-        "value": bool(value),
-    }
+    return _annotation(criteria, criterion_id, checkpoint, value=bool(value))
 
 
 def override_annotation(
@@ -63,14 +63,7 @@ def override_annotation(
         problems.append(Problem("unknown result", column="result", value=result, expected="|".join(RESULTS)))
     if problems:
         raise InputError(problems)
-    return annotation_key(criteria.trial, criterion_id, checkpoint), {
-        "trial": criteria.trial,
-        "protocol_version": criteria.protocol_version,
-        "criterion_id": criterion_id,
-        "checkpoint": checkpoint,
-        "result": r,
-        "computed": computed,
-    }
+    return _annotation(criteria, criterion_id, checkpoint, result=r, computed=computed)
 
 
 def records_from_annotations(annotations: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -93,6 +86,17 @@ def records_from_annotations(annotations: Iterable[Mapping[str, Any]]) -> list[d
     return out
 
 
+def study_records(
+    study: Study, attestation_annotations: Iterable[Mapping[str, Any]] = (), override_annotations: Iterable[Mapping[str, Any]] = ()
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """The attestations and overrides the engine takes for a study: the study's own
+    (``meta["eligibility_attestations"]`` / ``["eligibility_overrides"]``), then the stored annotations
+    (later records win in :func:`cd7kit.clinical.eligibility.screen`)."""
+    att = [dict(r) for r in study.meta.get("eligibility_attestations") or []] + records_from_annotations(attestation_annotations)
+    ovr = [dict(r) for r in study.meta.get("eligibility_overrides") or []] + records_from_annotations(override_annotations)
+    return att, ovr
+
+
 __all__ = [
     "ATTESTATION_KIND",
     "OVERRIDE_KIND",
@@ -100,4 +104,5 @@ __all__ = [
     "attestation_annotation",
     "override_annotation",
     "records_from_annotations",
+    "study_records",
 ]

@@ -26,13 +26,13 @@ starts a new episode). Days without any CRS input are not graded and leave the s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from cd7kit.data import Evidence, Result, Rule, Study
+from cd7kit.data import Result, Rule, Study
 
 from . import _common as C
 from ._kernels import crs_episodes
@@ -84,6 +84,22 @@ class _Inputs:
         end = self.window_end[sidx]
         return (day >= self.window_start) & (np.isnan(end) | (day < end))
 
+    def readings(self, idx: C.ObsIndex, code: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+        """The numeric rows of ``code`` in the grading window, their subject positions and calendar days."""
+        df = idx.get(code, C.GRADER_COLS)
+        df = df[df["value"].notna()]
+        s, d = df["sidx"].to_numpy(), C.day_floor(df["day"])
+        w = self.in_window(s, d)
+        return df[w], s[w], d[w]
+
+    def spans(self, df: pd.DataFrame, start: str, keep: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Rows spanning ``start``..``end_day`` expanded to one grid key per calendar day in the window:
+        (keys, row ids, position of the source row); ``keep`` (per expanded day) drops days."""
+        pos, day = C.expand_days(df[start].to_numpy(dtype=float), df["end_day"].to_numpy(dtype=float))
+        s = self.sidx(df["subject_id"])[pos]
+        w = self.in_window(s, day) if keep is None else self.in_window(s, day) & keep(pos)
+        return _key(s[w], day[w]), df["row_id"].to_numpy()[pos][w], pos[w]
+
     def exclude(self, table: str, rows: pd.DataFrame, day_col: str, why: str) -> None:
         for sid, rid, d in zip(rows["subject_id"], rows["row_id"], rows[day_col], strict=True):
             self.excluded.append({"subject_id": sid, "table": table, "row_id": int(rid), "day": float(d), "reason": why})
@@ -109,12 +125,7 @@ def _crs_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict[s
     attributable = opts["attributable"]
 
     # -- temperatures -------------------------------------------------------------------------
-    t = idx.get("TEMP")
-    t = t[t["value"].notna()]
-    t_s = inp.sidx(t["subject_id"])
-    t_d = C.day_floor(t["day"])
-    w = inp.in_window(t_s, t_d)
-    t, t_s, t_d = t[w], t_s[w], t_d[w]
+    t, t_s, t_d = inp.readings(idx, "TEMP")
     t_att = C.attributable_mask(t["attribution"], attributable)
     t_val = t["value"].to_numpy(dtype=float)
     febrile = t_val >= float(rules["fever_min_c"])
@@ -124,12 +135,7 @@ def _crs_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict[s
     keys.append(t_key)
 
     # -- SBP (numeric hypotension rule) -----------------------------------------------------------
-    s = idx.get("SBP")
-    s = s[s["value"].notna()]
-    s_s = inp.sidx(s["subject_id"])
-    s_d = C.day_floor(s["day"])
-    w = inp.in_window(s_s, s_d)
-    s, s_s, s_d = s[w], s_s[w], s_d[w]
+    s, s_s, s_d = inp.readings(idx, "SBP")
     ages = C.subject_ages(study).reindex(inp.sids).to_numpy(dtype=float)
     thr = _sbp_threshold(ages[s_s], float(opts["adult_sbp_below"]), rules) if len(s) else np.zeros(0)
     s_low = (s["value"].to_numpy(dtype=float) < thr) & C.attributable_mask(s["attribution"], attributable)
@@ -143,11 +149,7 @@ def _crs_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict[s
     if (~fl_att).any():
         inp.exclude("events", fl[~fl_att], "day", "hypotension attributed to another cause")
     fl = fl[fl_att]
-    fpos, fday = C.expand_days(fl["day"].to_numpy(dtype=float), fl["end_day"].to_numpy(dtype=float))
-    f_s = inp.sidx(fl["subject_id"])[fpos]
-    w = inp.in_window(f_s, fday)
-    f_key = _key(f_s[w], fday[w])
-    f_row = fl["row_id"].to_numpy()[fpos][w]
+    f_key, f_row, _ = inp.spans(fl, "day")
     keys.append(f_key)
 
     # -- vasopressors ---------------------------------------------------------------------------
@@ -196,17 +198,9 @@ def _crs_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict[s
     p_key = _key(ps[w], pday[w])
     p_cnt = pc[w]
     keys.append(p_key)
-    zpos, zday = C.expand_days(vz["start_day"].to_numpy(dtype=float), vz["end_day"].to_numpy(dtype=float))
-    z_s = inp.sidx(vz["subject_id"])[zpos]
-    w = inp.in_window(z_s, zday)
-    z_key = _key(z_s[w], zday[w])
+    z_key, _, _ = inp.spans(vz, "start_day")
     keys.append(z_key)
-    allp = pd.concat([vp, vz])
-    apos, aday = C.expand_days(allp["start_day"].to_numpy(dtype=float), allp["end_day"].to_numpy(dtype=float))
-    a_s = inp.sidx(allp["subject_id"])[apos]
-    w = inp.in_window(a_s, aday)
-    a_key = _key(a_s[w], aday[w])
-    a_row = allp["row_id"].to_numpy()[apos][w]
+    a_key, a_row, _ = inp.spans(pd.concat([vp, vz]), "start_day")
 
     # -- oxygen ---------------------------------------------------------------------------------
     ox = iv[iv["kind"] == "oxygen"]
@@ -222,25 +216,17 @@ def _crs_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict[s
     dg = np.where(nc, np.where(flow > lowmax, 3.0, 2.0), dg)
     inp.nc_no_flow = ox[nc & np.isnan(flow)]  # type: ignore[attr-defined]
     inp.ox_ungradable = ox[np.isnan(dg)]  # type: ignore[attr-defined]
-    opos, oday = C.expand_days(ox["start_day"].to_numpy(dtype=float), ox["end_day"].to_numpy(dtype=float))
-    o_s = inp.sidx(ox["subject_id"])[opos]
-    w = inp.in_window(o_s, oday) & ~np.isnan(dg[opos])
-    o_key = _key(o_s[w], oday[w])
-    o_g = dg[opos][w].astype(np.int64)
-    o_row = ox["row_id"].to_numpy()[opos][w]
+    o_key, o_row, o_src = inp.spans(ox, "start_day", keep=lambda pos: ~np.isnan(dg[pos]))
+    o_g = dg[o_src].astype(np.int64)
     keys.append(o_key)
 
     # -- masking therapy ------------------------------------------------------------------------
     mk = iv[iv["kind"].isin(list(opts["masking_kinds"]))]
-    mpos, mday = C.expand_days(mk["start_day"].to_numpy(dtype=float), mk["end_day"].to_numpy(dtype=float))
-    m_s = inp.sidx(mk["subject_id"])[mpos]
-    w = inp.in_window(m_s, mday)
-    m_key = _key(m_s[w], mday[w])
-    m_row = mk["row_id"].to_numpy()[mpos][w]
+    m_key, m_row, _ = inp.spans(mk, "start_day")
     keys.append(m_key)
 
     # -- the day grid ---------------------------------------------------------------------------
-    grid = np.unique(np.concatenate(keys)) if keys else np.zeros(0, np.int64)
+    grid = C.union_keys(keys)
     n = len(grid)
 
     def at(k: np.ndarray) -> np.ndarray:
@@ -408,7 +394,7 @@ def crs_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> li
     pressor_rows: dict[int, list[int]] = extras["pressor_rows"]
     eps = episode_table(daily)
     # evidence items for every episode at once: (subject position, table, row id, note)
-    items: dict[str, list[tuple[int, int, str]]] = {"observations": [], "sbp": [], "interventions": [], "events": []}
+    items: C.EvidenceItems = {"observations": [], "sbp": [], "interventions": [], "events": []}
     col = {c: daily[c].to_numpy() for c in ("temp_row", "sbp_row", "flag_row", "oxygen_row", "therapy_row", "fever", "masked", "hypotension_grade", "oxygen_grade", "vasopressors")}
     for r in eps.itertuples(index=False):
         s_, k, op, mp = int(r.sidx), int(r.episode), int(r.onset_pos), int(r.max_pos)
@@ -430,26 +416,14 @@ def crs_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> li
             items["interventions"].append((s_, int(col["therapy_row"][mp]), tag + ": fever masked by therapy (F2)"))
     idx = C.obs_index(st)
     lookups = {
-        "observations": C.RowLookup("observations", temps),
-        "sbp": C.RowLookup("observations", idx.get("SBP")),
-        "interventions": C.RowLookup("interventions", st.interventions),
-        "events": C.RowLookup("events", st.events),
+        "observations": lambda ids, notes: idx.evidence(["TEMP"], ids, notes),
+        "sbp": lambda ids, notes: idx.evidence(["SBP"], ids, notes),
+        "interventions": C.RowLookup("interventions", st.interventions).evidence,
+        "events": C.RowLookup("events", st.events).evidence,
     }
-    evidence_by: dict[int, list[Evidence]] = {}
-    for table, its in items.items():
-        if not its:
-            continue
-        evs = lookups[table].evidence([x[1] for x in its], [x[2] for x in its])
-        for (s_, _, _), e in zip(its, evs, strict=True):
-            evidence_by.setdefault(s_, []).append(e)
-    deaths = C.death_days(st)
-    crs_death = deaths[C.matches(deaths["cause"], opts["death_cause_pattern"])] if len(deaths) else deaths
-    crs_death = crs_death[crs_death["day"] >= inp.window_start] if len(crs_death) else crs_death
-    death_ev = lookups["events"].evidence(crs_death["row_id"].tolist(), ["death due to CRS: grade 5"] * len(crs_death))
-    death_by_sid = {str(e.subject_id): e for e in death_ev}
-    excluded_by_sid: dict[str, list[dict[str, Any]]] = {}
-    for x in inp.excluded:
-        excluded_by_sid.setdefault(str(x["subject_id"]), []).append(x)
+    evidence_by = C.collect_evidence(items, lookups)
+    death_by_sid = C.grade5_deaths(st, opts["death_cause_pattern"], inp.window_start, "death due to CRS: grade 5")
+    excluded_by_sid = C.group_by_subject(inp.excluded)
     has_temp = set(temps["subject_id"].unique()) if len(temps) else set()
     notes: dict[str, list[str]] = {}
     for rr in inp.nc_no_flow.to_dict("records"):  # type: ignore[attr-defined]
@@ -458,14 +432,8 @@ def crs_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> li
         notes.setdefault(str(rr["subject_id"]), []).append(f"oxygen row {rr['row_id']}: device {rr['device']!r} cannot be graded (not counted)")
     ranges = C.subject_ranges(daily["sidx"].to_numpy())
     ep_ranges = C.subject_ranges(eps["sidx"].to_numpy(dtype=np.int64)) if len(eps) else {}
-    ep_cols = ["episode", "onset_day", "resolution_day", "duration_days", "ongoing_at_last_assessment", "last_day", "max_grade", "max_grade_day", "masked_days"]
-    ep_records = eps[ep_cols].astype(object).where(eps[ep_cols].notna(), None).to_dict("records") if len(eps) else []
-    for rec in ep_records:
-        for key in ("episode", "onset_day", "resolution_day", "duration_days", "last_day", "max_grade", "max_grade_day", "masked_days"):
-            if rec[key] is not None:
-                rec[key] = int(rec[key])
-        rec["ongoing_at_last_assessment"] = bool(rec["ongoing_at_last_assessment"])
-    day_cols = daily[_DAY_COLS]
+    ep_records = C.episode_records(eps, ["episode", "onset_day", "resolution_day", "duration_days", "ongoing_at_last_assessment", "last_day", "max_grade", "max_grade_day", "masked_days"])
+    day_cols = daily[_DAY_COLS].copy()  # one consolidated block per dtype: cheap per-subject slices
     results: list[Result] = []
     for si, sid in enumerate(inp.sids):
         sid = str(sid)
@@ -478,23 +446,8 @@ def crs_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> li
             missing.insert(0, "no temperature (TEMP) in the grading window: CRS cannot be graded (fever starts CRS)")
         else:
             value = max((e["max_grade"] for e in episodes), default=0)
-        evidence = evidence_by.get(si, [])
-        if sid in death_by_sid:
-            value = 5
-            evidence = [*evidence, death_by_sid[sid]]
-        best = max(episodes, key=lambda e: (e["max_grade"], -e["max_grade_day"])) if episodes else None
-        results.append(
-            Result(
-                name="crs",
-                value=value,
-                rule=rule,
-                evidence=evidence,
-                missing=missing,
-                subject_id=sid,
-                day=best["max_grade_day"] if best and value else None,
-                details={"days": day_cols.iloc[a:b].reset_index(drop=True), "episodes": episodes, "excluded": excluded_by_sid.get(sid, []), "grade5": sid in death_by_sid},
-            )
-        )
+        details = {"days": C.lazy_rows(day_cols, a, b), "episodes": episodes, "excluded": excluded_by_sid.get(sid, []), "grade5": sid in death_by_sid}
+        results.append(C.episode_result("crs", rule, sid, value, missing, evidence_by.get(si, []), death_by_sid.get(sid), episodes, details, day_needs_value=True))
     return results
 
 

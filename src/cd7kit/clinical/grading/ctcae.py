@@ -121,13 +121,28 @@ def grade_values(
     return grade, uncertain & ~np.isnan(grade)
 
 
+#: Columns of every per-term part (and of :func:`ctcae_table`, which adds term, code, in_window, subject_id).
+_PART_COLS = ("sidx", "day", "row_id", "value", "lln", "uln", "baseline", "baseline_relative", "grade", "lower_bound", "anc", "anc_row")
+
+
 def ctcae_table(study: Study, options: Mapping[str, Any] | None = None) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """Every graded observation as one long table (subject_id, term, day, row_id, value, grade, ...)."""
+    """Every graded observation as one long table (subject_id, term, day, row_id, value, grade, ...).
+
+    Rows are term-major, then by subject and time. :func:`grade_ctcae` reads the same grades per term
+    (:func:`ctcae_parts`) without building this table.
+    """
     opts = C.resolve_options("ctcae", OPTIONS, options)
-    return C.memo(study, "ctcae_table", opts, lambda: _ctcae_table(study, opts))  # type: ignore[no-any-return]
+    return C.memo(study, "ctcae_table", opts, lambda: _table(*_ctcae_parts(study, opts)))  # type: ignore[no-any-return]
 
 
-def _ctcae_table(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+def ctcae_parts(study: Study, options: Mapping[str, Any] | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The graded observations per term: a list of column dicts (``_PART_COLS`` plus ``term``, ``code`` and
+    ``in_window``), each sorted by subject position, day and row id (vectorised; memoised per Study)."""
+    opts = C.resolve_options("ctcae", OPTIONS, options)
+    return C.memo(study, "ctcae_parts", opts, lambda: _ctcae_parts(study, opts))  # type: ignore[no-any-return]
+
+
+def _ctcae_parts(study: Study, opts: dict[str, Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     vr = version_rules(opts["version"])
     terms = vr["terms"]
     wanted = list(terms) if opts["terms"] == "all" else [t for t in opts["terms"] if t in terms]
@@ -145,34 +160,34 @@ def _ctcae_table(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
     missing_base: dict[str, set[str]] = {}
     for key in wanted:
         spec = terms[key]
-        df = idx.get(spec["code"])
-        keep = df["value"].notna().to_numpy()
-        s = idx.sidx(spec["code"])[keep]
-        df = df[keep]
-        if df.empty:
+        code = spec["code"]
+        keep = ~np.isnan(idx.col(code, "value").astype(float, copy=False))
+        if not keep.any():
             continue
-        day = df["day"].to_numpy(dtype=float)
-        v = df["value"].to_numpy(dtype=float)
-        lln = df["lln"].to_numpy(dtype=float)
-        uln = df["uln"].to_numpy(dtype=float)
+        s = idx.sidx(code)[keep]
+        day = idx.col(code, "day").astype(float, copy=False)[keep]
+        v = idx.col(code, "value").astype(float, copy=False)[keep]
+        lln = idx.col(code, "lln").astype(float, copy=False)[keep]
+        uln = idx.col(code, "uln").astype(float, copy=False)[keep]
+        rows = idx.col(code, "row_id")[keep]
         r = ref[s]
         pre = day < r  # at or before the baseline time point: not graded against the baseline
         uses_base = any(c.get("ref") == "base" or str(c.get("when", "")).startswith("base") for c in spec["criteria"])
-        base = np.full(len(df), np.nan)
-        b_lln = np.full(len(df), np.nan)
-        b_uln = np.full(len(df), np.nan)
+        base = np.full(len(v), np.nan)
+        b_lln = np.full(len(v), np.nan)
+        b_uln = np.full(len(v), np.nan)
         if uses_base:
             pre_rows = np.flatnonzero(pre)
             if len(pre_rows):
                 o = pre_rows[np.lexsort((day[pre_rows], s[pre_rows]))]
                 last = np.r_[s[o][1:] != s[o][:-1], True]
-                bs = s[o][last]
-                bmap_v = pd.Series(v[o][last], index=bs)
-                bmap_l = pd.Series(lln[o][last], index=bs)
-                bmap_u = pd.Series(np.where(np.isnan(uln[o][last]), np.nan, uln[o][last]), index=bs)
-                base = bmap_v.reindex(s).to_numpy(dtype=float)
-                b_lln = bmap_l.reindex(s).to_numpy(dtype=float)
-                b_uln = bmap_u.reindex(s).to_numpy(dtype=float)
+                at = np.full(len(sids), -1, np.int64)  # per subject position: the baseline row (last before the reference day)
+                at[s[o][last]] = o[last]
+                bi = at[s]
+                has = bi >= 0
+                base = np.where(has, v[bi], np.nan)
+                b_lln = np.where(has, lln[bi], np.nan)
+                b_uln = np.where(has, uln[bi], np.nan)
                 b_uln = np.where(np.isnan(b_uln), uln, b_uln)
                 b_lln = np.where(np.isnan(b_lln), lln, b_lln)
             nob = np.isnan(base) & ~pre
@@ -186,8 +201,8 @@ def _ctcae_table(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
                 "sidx": s,
                 "term": key,
                 "day": day,
-                "row_id": df["row_id"].to_numpy(),
-                "code": spec["code"],
+                "row_id": rows,
+                "code": code,
                 "value": v,
                 "lln": lln,
                 "uln": uln,
@@ -201,38 +216,46 @@ def _ctcae_table(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
         frames.append(_fever(study, vr["fever"], sindex))
     if "febrile_neutropenia" in vr and (opts["terms"] == "all" or "febrile_neutropenia" in opts["terms"]):
         frames.append(_febrile_neutropenia(study, vr["febrile_neutropenia"], sindex, float(opts["fn_anc_lookback_days"])))
-    cols = ["sidx", "day", "row_id", "value", "lln", "uln", "baseline", "baseline_relative", "grade", "lower_bound", "anc", "anc_row"]
-    merged: dict[str, list[np.ndarray]] = {c: [] for c in cols}
+    # window: [window_start_day, window_end_day] and before censoring
+    cens = C.censor_days(study, opts["censor_kinds"]).reindex(sids).to_numpy(dtype=float)
+    parts: list[dict[str, Any]] = []
     for f in frames:
         n_f = len(f["sidx"])
         fs = np.asarray(f["sidx"])
         fd = np.asarray(f["day"], dtype=float)
         ordered = n_f < 2 or bool(np.all((fs[1:] > fs[:-1]) | ((fs[1:] == fs[:-1]) & (fd[1:] >= fd[:-1]))))
         order: np.ndarray | None = None if ordered else np.lexsort((np.asarray(f["row_id"]), fd, fs))
-        for c in cols:
+        part: dict[str, Any] = {"term": f["term"], "code": f["code"]}
+        for c in _PART_COLS:
             col = f.get(c)
             if col is None:
                 col = np.full(n_f, np.nan) if c not in ("baseline_relative", "lower_bound") else np.zeros(n_f, bool)
-            merged[c].append(np.asarray(col) if order is None else np.asarray(col)[order])
-    tab = pd.DataFrame({c: (np.concatenate(v) if v else np.zeros(0)) for c, v in merged.items()})
-    term_keys = [f["term"] for f in frames]
-    term_i = np.concatenate([np.full(len(f["sidx"]), k, np.int64) for k, f in enumerate(frames)]) if frames else np.zeros(0, np.int64)
+            part[c] = np.asarray(col) if order is None else np.asarray(col)[order]
+        d = part["day"]
+        inw = d >= float(opts["window_start_day"])
+        if opts["window_end_day"] is not None:
+            inw &= d <= float(opts["window_end_day"])
+        cd = cens[np.asarray(part["sidx"], dtype=np.int64)] if n_f else np.zeros(0)
+        inw &= np.isnan(cd) | (d < np.floor(cd))
+        part["in_window"] = inw
+        parts.append(part)
+    terms_out = wanted + [t for t in ("fever", "febrile_neutropenia") if t in vr and (opts["terms"] == "all" or t in opts["terms"])]
+    return parts, {"opts": opts, "sids": sids, "missing_base": missing_base, "terms": terms_out, "vr": vr}
+
+
+def _table(parts: list[dict[str, Any]], extras: dict[str, Any]) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The per-term parts as one long DataFrame (the public :func:`ctcae_table` shape)."""
+    sids = extras["sids"]
+    tab = pd.DataFrame({c: (np.concatenate([p[c] for p in parts]) if parts else np.zeros(0)) for c in _PART_COLS})
+    term_keys = [p["term"] for p in parts]
+    term_i = np.concatenate([np.full(len(p["sidx"]), k, np.int64) for k, p in enumerate(parts)]) if parts else np.zeros(0, np.int64)
     tab["term_i"] = term_i
-    tab["term"] = pd.Categorical.from_codes(term_i, categories=term_keys) if frames else pd.Categorical([])
-    code_keys = list(dict.fromkeys(f["code"] for f in frames))
-    tab["code"] = pd.Categorical.from_codes(np.array([code_keys.index(f["code"]) for f in frames], np.int64)[term_i], categories=code_keys) if frames else pd.Categorical([])
-    # window: [window_start_day, window_end_day] and before censoring
-    cens = C.censor_days(study, opts["censor_kinds"]).reindex(sids).to_numpy(dtype=float)
-    s = tab["sidx"].to_numpy(dtype=np.int64)
-    d = tab["day"].to_numpy(dtype=float)
-    inw = d >= float(opts["window_start_day"])
-    if opts["window_end_day"] is not None:
-        inw &= d <= float(opts["window_end_day"])
-    cd = cens[s] if len(s) else np.zeros(0)
-    inw &= np.isnan(cd) | (d < np.floor(cd))
-    tab["in_window"] = inw
+    tab["term"] = pd.Categorical.from_codes(term_i, categories=term_keys) if parts else pd.Categorical([])
+    code_keys = list(dict.fromkeys(p["code"] for p in parts))
+    tab["code"] = pd.Categorical.from_codes(np.array([code_keys.index(p["code"]) for p in parts], np.int64)[term_i], categories=code_keys) if parts else pd.Categorical([])
+    tab["in_window"] = np.concatenate([p["in_window"] for p in parts]) if parts else np.zeros(0, bool)
     tab["subject_id"] = sids[tab["sidx"].to_numpy(dtype=np.int64)] if len(tab) else []
-    return tab, {"opts": opts, "sids": sids, "missing_base": missing_base, "terms": wanted + [t for t in ("fever", "febrile_neutropenia") if t in vr and (opts["terms"] == "all" or t in opts["terms"])], "vr": vr}
+    return tab, extras
 
 
 def _long_runs(rid: np.ndarray, member: np.ndarray, day: np.ndarray, min_span_days: float) -> np.ndarray:
@@ -244,14 +267,19 @@ def _long_runs(rid: np.ndarray, member: np.ndarray, day: np.ndarray, min_span_da
     return r[b][span > min_span_days]
 
 
-def _fever(study: Study, spec: Mapping[str, Any], sindex: pd.Index) -> dict[str, np.ndarray]:
-    t = C.obs_index(study).get("TEMP")
-    t = t[t["value"].notna()]
-    s = sindex.get_indexer(t["subject_id"].to_numpy())
-    day = t["day"].to_numpy(dtype=float)
-    v = t["value"].to_numpy(dtype=float)
+def _temps(study: Study) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Numeric temperatures sorted by subject position and day (ties in table order): sidx, day, value, row."""
+    idx = C.obs_index(study)
+    v = idx.col("TEMP", "value").astype(float, copy=False)
+    keep = ~np.isnan(v)
+    s = idx.sidx("TEMP")[keep]
+    day = idx.col("TEMP", "day").astype(float, copy=False)[keep]
     o = np.lexsort((day, s))
-    s, day, v, rows = s[o], day[o], v[o], t["row_id"].to_numpy()[o]
+    return s[o], day[o], v[keep][o], idx.col("TEMP", "row_id")[keep][o]
+
+
+def _fever(study: Study, spec: Mapping[str, Any], sindex: pd.Index) -> dict[str, Any]:
+    s, day, v, rows = _temps(study)
     g = np.where(v > spec["grade3_above_c"], 3.0, np.where(v > spec["grade2_above_c"], 2.0, np.where(v >= spec["grade1_min_c"], 1.0, 0.0)))
     hot = g == 3
     # > 40.0 degC for > 24 h: a run of consecutive readings above 40 spanning more than 24 hours
@@ -264,50 +292,30 @@ def _fever(study: Study, spec: Mapping[str, Any], sindex: pd.Index) -> dict[str,
     return {"sidx": s, "term": "fever", "day": day, "row_id": rows, "code": "TEMP", "value": v, "grade": g}
 
 
-def _febrile_neutropenia(study: Study, spec: Mapping[str, Any], sindex: pd.Index, lookback: float) -> dict[str, np.ndarray]:
+def _febrile_neutropenia(study: Study, spec: Mapping[str, Any], sindex: pd.Index, lookback: float) -> dict[str, Any]:
     idx = C.obs_index(study)
-    t = idx.get("TEMP")
-    t = t[t["value"].notna()][["subject_id", "day", "value", "row_id"]].copy()
-    a = idx.get("ANC")
-    a = a[a["value"].notna()][["subject_id", "day", "value", "row_id"]].rename(columns={"value": "anc", "row_id": "anc_row", "day": "anc_day"})
-    t["sidx"] = sindex.get_indexer(t["subject_id"].to_numpy())
-    t = t.sort_values(["sidx", "day"], kind="stable")
+    s, d, v, rows = _temps(study)
+    av = idx.col("ANC", "value").astype(float, copy=False)
+    ak = ~np.isnan(av)
+    a_s, a_d, a_v, a_row = idx.sidx("ANC")[ak], idx.col("ANC", "day").astype(float, copy=False)[ak], av[ak], idx.col("ANC", "row_id")[ak]
     # sustained >= 38.0 for > 1 h: consecutive readings >= 38 spanning more than 1 hour
-    v = t["value"].to_numpy(dtype=float)
-    s = t["sidx"].to_numpy()
-    d = t["day"].to_numpy(dtype=float)
     warm = v >= spec["sustained_min_c"]
     new_run = warm & ~(np.r_[False, warm[:-1]] & np.r_[False, s[1:] == s[:-1]])
     rid = np.where(warm, np.cumsum(new_run), 0)
-    sustained = np.zeros(len(t), bool)
+    sustained = np.zeros(len(s), bool)
     if warm.any():
         sustained = warm & np.isin(rid, _long_runs(rid, warm, d, spec["sustained_hours"] / 24.0))
     febrile = (v > spec["single_temp_above_c"]) | sustained
-    t["febrile"] = febrile
-    t["t_end"] = np.floor(d) + 1.0  # an ANC from the same calendar day counts
-    if len(a) and len(t):
-        a = a.sort_values("anc_day")
-        tt = t.sort_values("t_end")
-        m = pd.merge_asof(tt, a, left_on="t_end", right_on="anc_day", by="subject_id", direction="backward", allow_exact_matches=False)
-        too_old = m["anc_day"] < np.floor(m["day"]) - lookback
-        m.loc[too_old, ["anc", "anc_row"]] = np.nan
-        m = m.sort_values(["sidx", "day"], kind="stable")
-    else:
-        m = t.assign(anc=np.nan, anc_row=np.nan)
-    anc = m["anc"].to_numpy(dtype=float)
-    feb = m["febrile"].to_numpy(dtype=bool)
-    g = np.where(~feb, 0.0, np.where(np.isnan(anc), np.nan, np.where(anc < spec["anc_below"], float(spec["grade"]), 0.0)))
-    return {
-        "sidx": m["sidx"].to_numpy(),
-        "term": "febrile_neutropenia",
-        "day": m["day"].to_numpy(dtype=float),
-        "row_id": m["row_id"].to_numpy(),
-        "code": "TEMP",
-        "value": m["value"].to_numpy(dtype=float),
-        "grade": g,
-        "anc": anc,
-        "anc_row": m["anc_row"].to_numpy(dtype=float),
-    }
+    # the last ANC before the end of the temperature's calendar day (an ANC from the same day counts)
+    j = C.last_before(s, np.floor(d) + 1.0, a_s, a_d)
+    anc = np.full(len(s), np.nan)
+    anc_row = np.full(len(s), np.nan)
+    hit = j >= 0
+    hit[hit] = a_d[j[hit]] >= np.floor(d[hit]) - lookback
+    anc[hit] = a_v[j[hit]]
+    anc_row[hit] = a_row[j[hit]]
+    g = np.where(~febrile, 0.0, np.where(np.isnan(anc), np.nan, np.where(anc < spec["anc_below"], float(spec["grade"]), 0.0)))
+    return {"sidx": s, "term": "febrile_neutropenia", "day": d, "row_id": rows, "code": "TEMP", "value": v, "grade": g, "anc": anc, "anc_row": anc_row}
 
 
 def grade_ctcae(study: Study, subject_id: str | None = None, options: Mapping[str, Any] | None = None) -> list[Result]:
@@ -317,87 +325,85 @@ def grade_ctcae(study: Study, subject_id: str | None = None, options: Mapping[st
     gradable value of the term (reason in ``missing``).
     """
     st = C.restrict(study, subject_id)
-    tab, extras = ctcae_table(st, options)
-    return ctcae_results(st, tab, extras)
+    parts, extras = ctcae_parts(st, options)
+    return ctcae_results(st, parts, extras)
 
 
-def ctcae_results(st: Study, tab: pd.DataFrame, extras: Mapping[str, Any]) -> list[Result]:
+def ctcae_results(st: Study, parts: list[dict[str, Any]], extras: Mapping[str, Any]) -> list[Result]:
     opts = extras["opts"]
     vr = extras["vr"]
     sids = extras["sids"]
-    w = tab[tab["in_window"].to_numpy(dtype=bool)] if len(tab) else tab
-    s = w["sidx"].to_numpy(dtype=np.int64)
-    term_cats = list(w["term"].cat.categories) if len(w) else []
-    day = w["day"].to_numpy(dtype=float)
-    grade = w["grade"].to_numpy(dtype=float)
-    rows = w["row_id"].to_numpy()
-    vals = w["value"].to_numpy(dtype=float)
-    lb = w["lower_bound"].to_numpy(dtype=bool)
-    code_cats = list(w["code"].cat.categories) if len(w) else []
-    code_i = w["code"].cat.codes.to_numpy() if len(w) else np.zeros(0, np.int64)
-    anc = w["anc"].to_numpy(dtype=float) if "anc" in w.columns else np.full(len(w), np.nan)
-    anc_row = w["anc_row"].to_numpy(dtype=float) if "anc_row" in w.columns else np.full(len(w), np.nan)
-    br = w["baseline_relative"].to_numpy(dtype=bool)
-    # per (subject, term) group (rows are contiguous: term-major, then subject, then day): worst grade and where
-    summary: dict[tuple[int, str], tuple[int, int, float, int, int]] = {}
-    if len(w):
-        ti = w["term_i"].to_numpy(dtype=np.int64)
-        change = np.r_[True, (s[1:] != s[:-1]) | (ti[1:] != ti[:-1])]
-        b = np.flatnonzero(change)
-        e = np.r_[b[1:], len(w)]
-        na = np.isnan(grade)
-        nas = np.add.reduceat(na.astype(np.int64), b)
-        gz = np.where(na, -1.0, grade)
-        worst = np.maximum.reduceat(gz, b)
-        at = np.where(gz == np.repeat(worst, e - b), np.arange(len(w)), len(w))
-        worst_i = np.minimum.reduceat(at, b)
-        for k in range(len(b)):
-            summary[(int(s[b[k]]), str(term_cats[ti[b[k]]]))] = (int(b[k]), int(e[k]), float(worst[k]), int(nas[k]), int(worst_i[k]))
-    rules = {t: _rule(opts, t) for t in extras["terms"]}
-    names = {t: (vr["terms"][t]["term"] if t in vr["terms"] else vr[t]["term"]) for t in extras["terms"]}
-    code_of = {t: (vr["terms"][t]["code"] if t in vr["terms"] else "TEMP") for t in extras["terms"]}
+    terms = list(extras["terms"])
+    nsub, nterm = len(sids), len(terms)
     na_msg = " value(s) not gradable (LLN/ULN or, for febrile neutropenia, a same-day ANC missing)"
     mb = extras["missing_base"]
     base_msg = "no baseline value before the baseline time point: " + ("baseline-normal criteria used (A11)" if opts["missing_baseline"] == "assume_normal" else "not graded")
-    out: list[Result] = []
-    for si, sid in enumerate(sids):
-        sid = str(sid)
-        for t in extras["terms"]:
-            missing: list[str] = []
+    empty = {"day": np.zeros(0), "value": np.zeros(0), "grade": np.zeros(0), "row_id": np.zeros(0, np.int64)}
+    by_term = {str(p["term"]): p for p in parts}
+    out: list[Result | None] = [None] * (nsub * nterm)
+    str_sids = [str(x) for x in sids]
+    for ti, t in enumerate(terms):
+        rule = _rule(opts, t)
+        name = vr["terms"][t]["term"] if t in vr["terms"] else vr[t]["term"]
+        no_value = f"no {vr['terms'][t]['code'] if t in vr['terms'] else 'TEMP'} value in the window"
+        # per subject position (rows of the term are contiguous per subject, sorted by day): the window's
+        # rows, worst grade, where it is and how many values were not gradable
+        lo = np.full(nsub, -1, np.int64)
+        hi = np.full(nsub, -1, np.int64)
+        worst = np.full(nsub, -1.0)
+        nas = np.zeros(nsub, np.int64)
+        wpos = np.zeros(nsub, np.int64)
+        part = by_term.get(t)
+        c: dict[str, Any] = part or {}
+        if part is not None and part["in_window"].any():
+            # a subject's rows are sorted by day and its window is an interval of days: its in-window rows
+            # are one contiguous block (no copy of the table is needed)
+            w = part["in_window"]
+            s = np.asarray(part["sidx"], dtype=np.int64)
+            n = len(s)
+            ar = np.arange(n)
+            grade = np.asarray(part["grade"], dtype=float)
+            b = np.flatnonzero(np.r_[True, s[1:] != s[:-1]])
+            first = np.minimum.reduceat(np.where(w, ar, n), b)
+            last = np.maximum.reduceat(np.where(w, ar, -1), b)
+            na = np.isnan(grade)
+            gz = np.where(w, np.where(na, -1.0, grade), -2.0)
+            wk = np.maximum.reduceat(gz, b)
+            at = np.where(gz == np.repeat(wk, np.diff(np.r_[b, n])), ar, n)
+            has = first < n
+            sb = s[b][has]
+            lo[sb], hi[sb] = first[has], last[has] + 1
+            worst[sb] = wk[has]
+            nas[sb] = np.add.reduceat((na & w).astype(np.int64), b)[has]
+            wpos[sb] = np.minimum.reduceat(at, b)[has]
+            code = str(part["code"])
+        lo_l, hi_l, worst_l, nas_l, wpos_l = lo.tolist(), hi.tolist(), worst.tolist(), nas.tolist(), wpos.tolist()
+        na_text = [f"{k}{na_msg}" for k in range(int(nas.max()) + 1)] if nsub else []
+        for si in range(nsub):
+            sid = str_sids[si]
+            v0 = lo_l[si]
             evidence: list[Evidence] = []
-            info = summary.get((si, t))
             value: int | None = None
             worst_day = None
-            if info is None:
-                v0 = v1 = 0
-                missing.append(f"no {code_of[t]} value in the window")
+            if v0 < 0:
+                missing = [no_value]
+                values = empty
             else:
-                v0, v1, gm, n_na, wi = info
-                if n_na:
-                    missing.append(f"{n_na}{na_msg}")
+                v1, gm, n_na, wi = hi_l[si], worst_l[si], nas_l[si], wpos_l[si]
+                missing = [na_text[n_na]] if n_na else []
                 if gm >= 0 and not (gm == 0 and n_na):
                     value = int(gm)
-                    worst_day = float(day[wi])
+                    worst_day = float(c["day"][wi])
                     if value > 0:
-                        note = f"worst {names[t]} grade {value}" + (" (lower bound: a limit was missing)" if lb[wi] else "") + (" vs baseline" if br[wi] else "")
-                        evidence.append(Evidence("observations", int(rows[wi]), sid, float(day[wi]), str(code_cats[code_i[wi]]), float(vals[wi]), None, note))
-                        if t == "febrile_neutropenia" and not np.isnan(anc_row[wi]):
-                            evidence.append(Evidence("observations", int(anc_row[wi]), sid, None, "ANC", float(anc[wi]), "10^9/L", "ANC < 1.0 paired with the fever"))
-            if t in mb.get(sid, ()):
+                        note = f"worst {name} grade {value}" + (" (lower bound: a limit was missing)" if c["lower_bound"][wi] else "") + (" vs baseline" if c["baseline_relative"][wi] else "")
+                        evidence.append(Evidence("observations", int(c["row_id"][wi]), sid, worst_day, code, float(c["value"][wi]), None, note))
+                        if t == "febrile_neutropenia" and not np.isnan(c["anc_row"][wi]):
+                            evidence.append(Evidence("observations", int(c["anc_row"][wi]), sid, None, "ANC", float(c["anc"][wi]), "10^9/L", "ANC < 1.0 paired with the fever"))
+                values = {"day": c["day"][v0:v1], "value": c["value"][v0:v1], "grade": c["grade"][v0:v1], "row_id": c["row_id"][v0:v1]}
+            if mb and t in mb.get(sid, ()):
                 missing.append(base_msg)
-            out.append(
-                Result(
-                    name=f"ctcae:{t}",
-                    value=value,
-                    rule=rules[t],
-                    evidence=evidence,
-                    missing=missing,
-                    subject_id=sid,
-                    day=worst_day,
-                    details={"term": names[t], "values": {"day": day[v0:v1], "value": vals[v0:v1], "grade": grade[v0:v1], "row_id": rows[v0:v1]}},
-                )
-            )
-    return out
+            out[si * nterm + ti] = Result(f"ctcae:{t}", value, rule, evidence, missing, sid, worst_day, {"term": name, "values": values})
+    return out  # type: ignore[return-value]
 
 
-__all__ = ["grade_ctcae", "ctcae_table", "ctcae_results", "grade_values", "version_rules"]
+__all__ = ["grade_ctcae", "ctcae_table", "ctcae_parts", "ctcae_results", "grade_values", "version_rules"]

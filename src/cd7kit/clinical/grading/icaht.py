@@ -40,12 +40,12 @@ class _Series:
     """Daily minimum of one code per subject, attributable values only, within [0, end]."""
 
     def __init__(self, study: Study, code: str, opts: Mapping[str, Any], sids: np.ndarray, end_day: np.ndarray):
-        df = C.obs_index(study).get(code)
+        df = C.obs_index(study).get(code, C.GRADER_COLS)
         df = df[df["value"].notna()]
         ok = C.attributable_mask(df["attribution"], opts["attributable"])
         self.excluded = df[~ok & (df["day"] >= 0)]
         df = df[ok]
-        s = pd.Index(sids).get_indexer(df["subject_id"].to_numpy())
+        s = df["sidx"].to_numpy()
         d = C.day_floor(df["day"])
         keep = (d >= 0) & (d <= end_day[s])
         f = pd.DataFrame({"s": s[keep], "day": d[keep], "v": df["value"].to_numpy(dtype=float)[keep], "row": df["row_id"].to_numpy()[keep]})

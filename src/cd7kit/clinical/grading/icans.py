@@ -80,8 +80,8 @@ def _icans_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
     unable_pat = rules["unable_pattern"]
 
     def prep(code: str) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
-        df = idx.get(code)
-        si = sindex.get_indexer(df["subject_id"].to_numpy())
+        df = idx.get(code, C.GRADER_COLS)
+        si = df["sidx"].to_numpy()
         d = C.day_floor(df["day"])
         w = window(si, d)
         df, si, d = df[w], si[w], d[w]
@@ -137,7 +137,7 @@ def _icans_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
     # neuro and imaging events
     ev = study.events
     ne = ev[ev["kind"].isin(["neuro", "imaging"])].copy()
-    ne_dom = np.full(len(ne), "", dtype=object)
+    ne_dom = C.filled(len(ne), "")
     ne_g = np.full(len(ne), np.nan)
     terms = (ne["term"].fillna("") + " " + ne["details"].fillna("")).reset_index(drop=True)
     decided = np.zeros(len(ne), bool)
@@ -178,7 +178,7 @@ def _icans_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
             parts[dom] = (k, g, r)
 
     allkeys = [p[0] for p in parts.values()]
-    grid = np.unique(np.concatenate(allkeys)) if allkeys else np.zeros(0, np.int64)
+    grid = C.union_keys(allkeys)
     sub, day = C.grid_parts(grid)
     cols: dict[str, Any] = {"sidx": sub, "subject_id": sids[sub] if len(grid) else np.zeros(0, object), "day": day}
     grade = np.zeros(len(grid))
@@ -201,7 +201,7 @@ def _icans_daily(study: Study, opts: dict[str, Any]) -> tuple[pd.DataFrame, dict
     start = pos_ & ~prev_pos
     ep_sub = pd.Series(start.astype(np.int64)).groupby(sub).cumsum().to_numpy() if len(sub) else np.zeros(0, np.int64)
     daily["episode"] = np.where(pos_, ep_sub, 0).astype(np.int64)
-    return daily, {"opts": opts, "excluded": excluded, "sids": sids, "frames": frames, "uses_capd": uses_capd, "age_known": age_known}
+    return daily, {"opts": opts, "excluded": excluded, "sids": sids, "frames": frames, "uses_capd": uses_capd, "age_known": age_known, "censor": cens}
 
 
 def episode_table(daily: pd.DataFrame) -> pd.DataFrame:
@@ -247,14 +247,30 @@ def grade_icans(study: Study, subject_id: str | None = None, options: Mapping[st
     return icans_results(st, daily, extras)
 
 
+def _reported_absence(st: Study, extras: Mapping[str, Any]) -> dict[str, Evidence]:
+    """Per subject, the first clinician statement in the window that ICANS did not occur: an event of kind
+    ``icans`` with grade 0 (option ``accept_reported_absence``; seed 004 case 2)."""
+    ev = st.events
+    stated = ev[(ev["kind"] == "icans") & (ev["grade"].astype("Float64") == 0).fillna(False).to_numpy(dtype=bool)]
+    if stated.empty:
+        return {}
+    sids = extras["sids"]
+    si = pd.Index(sids).get_indexer(stated["subject_id"].to_numpy())
+    d = C.day_floor(stated["day"])
+    cens = extras["censor"]
+    ok = (si >= 0) & (d >= float(extras["opts"]["window_start_day"])) & (np.isnan(cens[np.maximum(si, 0)]) | (d < np.floor(cens[np.maximum(si, 0)])))
+    stated = stated[ok].sort_values(["subject_id", "day", "row_id"]).drop_duplicates("subject_id")
+    note = "clinician-reported absence of ICANS (no ICE/CAPD or neurological assessment recorded): grade 0"
+    return {str(e.subject_id): e for e in C.RowLookup("events", st.events).evidence(stated["row_id"].tolist(), [note] * len(stated))}
+
+
 def icans_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> list[Result]:
     opts = extras["opts"]
     rule = _rule(opts)
     sids = extras["sids"]
     ranges = C.subject_ranges(daily["sidx"].to_numpy())
     eps = episode_table(daily)
-    obs_items: list[tuple[int, int, str]] = []
-    ev_items: list[tuple[int, int, str]] = []
+    items: C.EvidenceItems = {"observations": [], "events": []}
     dom = {d: daily[d].to_numpy() for d in DOMAINS}
     rows = {d: daily[d + "_row"].to_numpy() for d in DOMAINS}
     loc_ev = daily["loc_event_row"].to_numpy()
@@ -267,30 +283,20 @@ def icans_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> 
                 continue
             note = f"{tag}: {d} domain grade {int(g)}"
             if d == "loc" and loc_ev[mp] >= 0:
-                ev_items.append((int(r.sidx), int(loc_ev[mp]), note))
+                items["events"].append((int(r.sidx), int(loc_ev[mp]), note))
             elif rows[d][mp] >= 0:
-                (obs_items if d in ("ice", "capd", "loc") else ev_items).append((int(r.sidx), int(rows[d][mp]), note))
+                items["observations" if d in ("ice", "capd", "loc") else "events"].append((int(r.sidx), int(rows[d][mp]), note))
     idx = C.obs_index(st)
-    evidence_by: dict[int, list[Evidence]] = {}
-    for lookup, its in ((C.RowLookup("observations", idx.get(["ICE", "CAPD", "LOC", "ICE_ORIENT", "ICE_NAMING", "ICE_COMMANDS", "ICE_WRITING", "ICE_ATTENTION"])), obs_items), (C.RowLookup("events", st.events), ev_items)):
-        for (s_, _, _), e in zip(its, lookup.evidence([x[1] for x in its], [x[2] for x in its]), strict=True):
-            evidence_by.setdefault(s_, []).append(e)
-    deaths = C.death_days(st)
-    dd = deaths[C.matches(deaths["cause"], opts["death_cause_pattern"])] if len(deaths) else deaths
-    dd = dd[dd["day"] >= float(opts["window_start_day"])] if len(dd) else dd
-    death_by_sid = {str(e.subject_id): e for e in C.RowLookup("events", st.events).evidence(dd["row_id"].tolist(), ["death due to ICANS: grade 5"] * len(dd))}
-    excluded_by: dict[str, list[dict[str, Any]]] = {}
-    for e in extras["excluded"]:
-        excluded_by.setdefault(str(e["subject_id"]), []).append(e)
+    absence = _reported_absence(st, extras)
+    accept = bool(opts["accept_reported_absence"])
+    obs_codes = ["ICE", "CAPD", "LOC", "ICE_ORIENT", "ICE_NAMING", "ICE_COMMANDS", "ICE_WRITING", "ICE_ATTENTION"]
+    lookups = {"observations": lambda ids, notes: idx.evidence(obs_codes, ids, notes), "events": C.RowLookup("events", st.events).evidence}
+    evidence_by = C.collect_evidence(items, lookups)
+    death_by_sid = C.grade5_deaths(st, opts["death_cause_pattern"], float(opts["window_start_day"]), "death due to ICANS: grade 5")
+    excluded_by = C.group_by_subject(extras["excluded"])
     ep_ranges = C.subject_ranges(eps["sidx"].to_numpy(dtype=np.int64)) if len(eps) else {}
-    ep_cols = ["episode", "onset_day", "resolution_day", "duration_days", "ongoing_at_last_assessment", "max_grade", "max_grade_day"]
-    ep_records = eps[ep_cols].astype(object).where(eps[ep_cols].notna(), None).to_dict("records") if len(eps) else []
-    for rec in ep_records:
-        for k in ("episode", "onset_day", "resolution_day", "duration_days", "max_grade", "max_grade_day"):
-            if rec[k] is not None:
-                rec[k] = int(rec[k])
-        rec["ongoing_at_last_assessment"] = bool(rec["ongoing_at_last_assessment"])
-    day_cols = daily[_DAY_COLS]
+    ep_records = C.episode_records(eps, ["episode", "onset_day", "resolution_day", "duration_days", "ongoing_at_last_assessment", "max_grade", "max_grade_day"])
+    day_cols = daily[_DAY_COLS].copy()  # one consolidated block per dtype: cheap per-subject slices
     out: list[Result] = []
     for si, sid in enumerate(sids):
         sid = str(sid)
@@ -300,34 +306,29 @@ def icans_results(st: Study, daily: pd.DataFrame, extras: Mapping[str, Any]) -> 
         missing: list[str] = []
         if not extras["age_known"][si]:
             missing.append("age_years missing: ICE or CAPD used as recorded (A8 cannot be applied)")
-        if b == a:
-            value: int | None = None
-            missing.insert(0, "no ICANS assessment in the window (ICE/CAPD, level of consciousness, neurological or imaging events)")
+        evidence = evidence_by.get(si, [])
+        basis = "assessments"
+        if b == a and accept and sid in absence:
+            value: int | None = 0
+            evidence = [*evidence, absence[sid]]
+            basis = "clinician-reported absence"
+            missing.insert(0, f"no ICE/CAPD or neurological assessment recorded: grade 0 rests on the clinician's statement that ICANS did not occur (events row {absence[sid].row_id}; option accept_reported_absence)")
+        elif b == a:
+            value = None
+            basis = "none"
+            why = "a clinician statement that ICANS did not occur is recorded but not used (option accept_reported_absence=false)" if sid in absence else "no clinician statement that ICANS did not occur"
+            missing.insert(0, f"no ICANS assessment in the window (ICE/CAPD, level of consciousness, neurological or imaging events); {why}")
         else:
             value = int(daily["grade"].to_numpy()[a:b].max())
-        evidence = evidence_by.get(si, [])
-        if sid in death_by_sid:
-            value = 5
-            evidence = [*evidence, death_by_sid[sid]]
-        best = max(episodes, key=lambda e: (e["max_grade"], -e["max_grade_day"])) if episodes else None
-        out.append(
-            Result(
-                name="icans",
-                value=value,
-                rule=rule,
-                evidence=evidence,
-                missing=missing,
-                subject_id=sid,
-                day=best["max_grade_day"] if best else None,
-                details={
-                    "instrument": "CAPD" if extras["uses_capd"][si] else ("ICE" if extras["age_known"][si] else "as recorded"),
-                    "days": day_cols.iloc[a:b].reset_index(drop=True),
-                    "episodes": episodes,
-                    "excluded": excluded_by.get(sid, []),
-                    "grade5": sid in death_by_sid,
-                },
-            )
-        )
+        details = {
+            "instrument": "CAPD" if extras["uses_capd"][si] else ("ICE" if extras["age_known"][si] else "as recorded"),
+            "days": C.lazy_rows(day_cols, a, b),
+            "episodes": episodes,
+            "excluded": excluded_by.get(sid, []),
+            "grade5": sid in death_by_sid,
+            "basis": basis,
+        }
+        out.append(C.episode_result("icans", rule, sid, value, missing, evidence, death_by_sid.get(sid), episodes, details))
     return out
 
 

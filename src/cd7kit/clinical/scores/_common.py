@@ -122,13 +122,25 @@ def subject_ids(study: Study, subject_id: str | None) -> list[str]:
     return [subject_id]
 
 
-def observations(study: Study, codes: Iterable[str], subject_id: str | None) -> pd.DataFrame:
-    """Observation rows of some codes (one subject or all), in table order (callers sort what they need)."""
-    obs = study.observations
-    m = obs["code"].isin(list(codes))
+def obs_index(study: Study) -> Any:
+    """The per-Study split of the observations shared by every clinical engine
+    (:class:`cd7kit.clinical.grading._common.ObsIndex`)."""
+    from cd7kit.clinical.grading._common import obs_index as _oi
+
+    return _oi(study)
+
+
+def observations(study: Study, codes: Iterable[str], subject_id: str | None, columns: Iterable[str] | None = None) -> pd.DataFrame:
+    """Observation rows of some codes (one subject or all), in table order (callers sort what they need).
+
+    The rows come from the per-Study split of :func:`cd7kit.clinical.grading._common.obs_index` (columns
+    ``row_id, subject_id, day, code, value, value_text, unit, lln, uln, lloq, blq, attribution``): a cached
+    DataFrame shared with the graders -- do not modify it in place.
+    """
+    df = obs_index(study).get(list(codes)) if columns is None else obs_index(study).get(list(codes), tuple(columns))
     if subject_id is not None:
-        m &= obs["subject_id"] == subject_id
-    return obs.loc[m]
+        df = df[df["subject_id"].to_numpy() == subject_id]
+    return df
 
 
 def daily_last(obs: pd.DataFrame) -> pd.DataFrame:
@@ -209,6 +221,36 @@ class LazyEvidence(Sequence[Evidence]):
         return f"LazyEvidence({len(self)} rows)"
 
 
+class Repeat:
+    """A read-only column holding one value ``n`` times (for :class:`LazyEvidence` columns)."""
+
+    __slots__ = ("value", "n")
+
+    def __init__(self, value: Any, n: int):
+        self.value, self.n = value, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, j: int) -> Any:
+        return self.value
+
+
+class Pick:
+    """A read-only column of ``labels[codes[j]]`` (a categorical column for :class:`LazyEvidence`)."""
+
+    __slots__ = ("labels", "codes")
+
+    def __init__(self, labels: Sequence[Any], codes: np.ndarray):
+        self.labels, self.codes = list(labels), codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, j: int) -> Any:
+        return self.labels[int(self.codes[j])]
+
+
 def evidence_columns(df: pd.DataFrame) -> dict[str, np.ndarray]:
     """Column arrays (table, row_id, subject_id, day, what, value, unit, note) for :class:`LazyEvidence`."""
     return {k: df[k].to_numpy() for k in ("table", "row_id", "subject_id", "day", "what", "value", "unit", "note")}
@@ -228,9 +270,12 @@ __all__ = [
     "resolve_options",
     "subject_ids",
     "observations",
+    "obs_index",
     "daily_last",
     "evidence_from",
     "nan_to_none",
     "LazyEvidence",
+    "Repeat",
+    "Pick",
     "evidence_columns",
 ]

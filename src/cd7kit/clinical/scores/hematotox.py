@@ -34,7 +34,15 @@ from cd7kit.data import Evidence, Result, Rule, Study
 from cd7kit.data.units import convert
 from cd7kit.vocab import load_vocabulary
 
-from ._common import daily_last, evidence_from, load_rules, observations, resolve_options, subject_ids
+from ._common import (
+    daily_last,
+    evidence_from,
+    load_rules,
+    obs_index,
+    observations,
+    resolve_options,
+    subject_ids,
+)
 
 RULE_FILE = "scores_hematotox.yaml"
 
@@ -78,11 +86,22 @@ def hematotox_frame(
     iv = study.interventions
     ld = iv[(iv["kind"] == "lymphodepletion") & iv["subject_id"].isin(ids)].groupby("subject_id")["start_day"].min()
     comps = list(rules["components"])
-    raw = observations(study, comps, subject_id)
-    raw = raw[raw["day"].to_numpy(dtype=float) < 1.0 + (float(ld.max()) if len(ld) else -np.inf)]  # cheap pre-filter
-    ld_row = raw["subject_id"].map(ld).to_numpy(dtype=float)
-    rday = raw["day"].to_numpy(dtype=float)
-    raw = raw[(np.floor(rday) >= np.floor(ld_row) - float(opts["hematotox_lookback_days"])) & (rday < ld_row + 1)]
+    # rows near each subject's LD start, per component, from the per-Study split (integer subject positions)
+    idx = obs_index(study)
+    ld_pos = np.full(len(idx.subject_index), np.nan)
+    ld_pos[idx.subject_index.get_indexer(ld.index)] = ld.to_numpy(dtype=float)
+    only = idx.subject_index.get_indexer([subject_id])[0] if subject_id is not None else None
+    parts = []
+    for code in comps:
+        sx = idx.sidx(code)
+        ld_row = ld_pos[sx]
+        rday = idx.col(code, "day").astype(float, copy=False)
+        with np.errstate(invalid="ignore"):
+            near = (np.floor(rday) >= np.floor(ld_row) - float(opts["hematotox_lookback_days"])) & (rday < ld_row + 1)
+        if only is not None:
+            near &= sx == only
+        parts.append(idx.take(code, near, ("row_id", "subject_id", "day", "code", "value", "value_text", "unit", "lln", "uln")))
+    raw = pd.concat(parts) if parts else observations(study, comps, subject_id)
     obs = daily_last(raw)
     obs = obs[obs["subject_id"].isin(ids)]
     obs = obs.assign(ld_start=obs["subject_id"].map(ld))
