@@ -7,6 +7,7 @@ import json
 from importlib import resources
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -134,3 +135,23 @@ def test_override_rejects_unknown_criterion_and_result(tmp_path, study):
     r = invoke("screen", "override", "--study", "SCREEN-U", "--subject", "NCT06849401-01", "--criterion", "I99", "--result", "maybe", "--reason", "x", "--db", db)
     assert isinstance(r.exception, InputError)
     assert len(r.exception.problems) == 2
+
+
+def test_sdtm_export_writes_ie_with_the_stored_overrides(tmp_path):
+    """`cd7kit export --format sdtm`: IE holds the screen failures, after an override stored with `screen override`."""
+    full = screening_study(with_attestations=True)
+    db = str(tmp_path / "ie.sqlite")
+    with open_store(db) as s:
+        s.save_study(full.replace(meta={**full.meta, "trial": "NCT06849401"}), "tester", "coordinator", study_id="SCREEN-IE")
+
+    def exported(name: str) -> list[tuple[str, str]]:
+        r = invoke("export", "SCREEN-IE", "--format", "sdtm", "--out", str(tmp_path / name), "--db", db, "--json")
+        assert r.exit_code == 0, r.output
+        ie = pd.read_csv(tmp_path / name / "ie.csv")
+        return sorted(zip(ie["USUBJID"], ie["IETESTCD"], strict=True))
+
+    assert exported("before") == [("NCT06849401-04", "I5"), ("NCT06849401-08", "I10"), ("NCT06849401-11", "E11")]
+    r = invoke("screen", "override", "--study", "SCREEN-IE", "--subject", "NCT06849401-04", "--criterion", "I5", "--result", "MET",
+               "--checkpoint", "screening", "--reason", "flow re-gated: 82% CD7+", "--db", db, "--json")
+    assert r.exit_code == 0, r.output
+    assert exported("after") == [("NCT06849401-08", "I10"), ("NCT06849401-11", "E11")]

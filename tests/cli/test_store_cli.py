@@ -4,12 +4,15 @@
 from __future__ import annotations
 
 import json
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import nullcontext
 from pathlib import Path
 
 import pandas as pd
+import psycopg
 import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
@@ -19,7 +22,7 @@ from cd7kit.data import TABLES
 from cd7kit.io import read_cd7kit, write_cd7kit
 from cd7kit.store import open_store
 from cd7kit.store.models import AuditRecord, ObservationRow, StudyVersion
-from cd7kit.store.testing import temporary_postgres_database
+from cd7kit.store.testing import raw_connection, tamper, temporary_postgres_database
 
 runner = CliRunner()
 
@@ -165,30 +168,17 @@ def _cd7kit(*args: str) -> subprocess.CompletedProcess[str]:
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_audit_verify_detects_a_row_edited_in_the_database(backend, tmp_path, folder):
-    ctx = temporary_postgres_database(prefix="cd7kit_tamper") if backend == "postgresql" else None
-    dbu = ctx.__enter__() if ctx else str(tmp_path / "tamper.sqlite")
-    try:
+    with temporary_postgres_database(prefix="cd7kit_tamper") if backend == "postgresql" else nullcontext(str(tmp_path / "tamper.sqlite")) as dbu:
         assert invoke("import", str(folder), "--db", dbu).exit_code == 0
         assert invoke("users", "add", "eve", "--full-name", "Eve", "--role", "coordinator", "--password", "pass-word-1", "--db", dbu).exit_code == 0
         ok = invoke("audit", "verify", "--db", dbu, "--json")
         assert ok.exit_code == 0 and json.loads(ok.stdout)["ok"] is True
-        # an attacker with database access removes the guard and rewrites history
-        if backend == "sqlite":
-            import sqlite3
-
-            conn = sqlite3.connect(dbu, isolation_level=None)
-            with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-                conn.execute("UPDATE audit_log SET role = 'admin' WHERE id = 2")
-            conn.execute("DROP TRIGGER audit_log_no_update")
-        else:
-            import psycopg
-
-            conn = psycopg.connect(dbu.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-            with pytest.raises(psycopg.Error, match="append-only"):
-                conn.execute("UPDATE audit_log SET role = 'admin' WHERE id = 2")
-            conn.execute("DROP TRIGGER audit_log_append_only ON audit_log")
-        conn.execute("UPDATE audit_log SET role = 'admin' WHERE id = 2")
+        # an attacker with database access is refused by the triggers, removes them and rewrites history
+        conn = raw_connection(dbu)
+        with pytest.raises((sqlite3.DatabaseError, psycopg.Error), match="append-only"):
+            conn.execute("UPDATE audit_log SET role = 'admin' WHERE id = 2")
         conn.close()
+        tamper(dbu, "audit_log", "UPDATE audit_log SET role = 'admin' WHERE id = 2")
         bad = _cd7kit("audit", "verify", "--db", dbu, "--json")  # the real entry point, in a new process
         assert bad.returncode == 1
         assert "broken at record 2" in bad.stderr
@@ -196,6 +186,3 @@ def test_audit_verify_detects_a_row_edited_in_the_database(backend, tmp_path, fo
         assert res["ok"] is False and res["first_broken"]["id"] == 2
         r = invoke("audit", "verify", "--db", dbu)
         assert r.exit_code == 1 and "record 2" in r.stderr and "BROKEN" in r.stderr
-    finally:
-        if ctx:
-            ctx.__exit__(None, None, None)

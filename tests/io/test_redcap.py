@@ -113,18 +113,20 @@ def test_mapped_field_missing_from_export(tmp_path):
     assert (Path(p.file).name, p.column) == ("mapping.yaml", "lab_il6")
 
 
-def test_coded_value_not_in_mapping(tmp_path):
+@pytest.mark.parametrize(
+    ("row", "field", "value", "hint"),
+    [
+        (14, "o2_device", "9", ("expected", "one of ['1'")),  # a coded value the mapping does not list: the codes it does
+        (7, "lab_date", "10/05/2025", ("message", "ISO")),  # a date that is not ISO 8601 (day and month are ambiguous)
+    ],
+    ids=["coded-value-not-in-mapping", "date-not-iso"],
+)
+def test_one_bad_cell_is_one_problem_naming_it(tmp_path, row, field, value, hint):
     with pytest.raises(InputError) as ei:
-        read_redcap(_export(tmp_path, _set(14, "o2_device", "9")), MAPPING)
+        read_redcap(_export(tmp_path, _set(row, field, value)), MAPPING)
     (p,) = ei.value.problems
-    assert (Path(p.file).name, p.row, p.column, p.value) == ("export.csv", 14, "o2_device", "9")
-
-
-def test_date_not_iso(tmp_path):
-    with pytest.raises(InputError) as ei:
-        read_redcap(_export(tmp_path, _set(7, "lab_date", "10/05/2025")), MAPPING)
-    (p,) = ei.value.problems
-    assert (p.row, p.column, p.value) == (7, "lab_date", "10/05/2025") and "ISO" in p.message
+    assert (Path(p.file).name, p.row, p.column, p.value) == ("export.csv", row, field, value)
+    assert hint[1] in getattr(p, hint[0])
 
 
 def test_unknown_code_in_mapping(tmp_path):

@@ -204,49 +204,44 @@ def test_uncarried_lists_codes_without_an_sdtm_findings_domain(tiny_study):
 # --- bad input: every problem names file, row, column; all problems come together -------------------
 
 
-def test_unknown_test_code(tmp_path):
+@pytest.mark.parametrize(
+    ("file", "row", "column", "value", "where", "hint"),
+    [
+        ("lb.csv", 3, "LBTESTCD", "NOSUCH", ("lb.csv", 3, "LBTESTCD"), ("expected", "CRP")),  # the known codes are listed
+        ("ae.csv", 2, "AESTDTC", "11/03/2025", ("ae.csv", 2, "AESTDTC"), ("expected", "ISO 8601")),
+        ("vs.csv", 6, "VSDY", "0", ("vs.csv", 6, "VSDY"), ("message", "day 0")),  # SDTM --DY has no day 0
+        ("lb.csv", 3, "LBDY", "9", ("lb.csv", 3, "LBDY"), ("expected", "8")),  # contradicts LBDTC and RFSTDTC
+        ("cm.csv", 4, "USUBJID", "CD7NK-01-999", ("cm.csv", 4, "USUBJID"), ("expected", "DM")),  # not in DM
+        ("cm.csv", 6, "CMDOSE", "100", ("cm.csv", 6, "CMDOSE"), ("expected", "80")),  # 100 L/min O2: a schema problem, traced back
+    ],
+    ids=["unknown-test-code", "date-not-iso", "sdtm-day-zero", "dy-contradicts-date", "subject-not-in-dm", "schema-problem"],
+)
+def test_one_bad_cell_is_one_problem_naming_it(tmp_path, file, row, column, value, where, hint):
     folder = _copy(tmp_path)
-    _edit(folder, "lb.csv", 3, "LBTESTCD", "NOSUCH")
+    _edit(folder, file, row, column, value)
     with pytest.raises(InputError) as ei:
         read_sdtm(folder)
     (p,) = ei.value.problems
-    assert (Path(p.file).name, p.row, p.column, p.value) == ("lb.csv", 3, "LBTESTCD", "NOSUCH")
-    assert "CRP" in p.expected
+    assert (Path(p.file).name, p.row, p.column) == where
+    assert str(p.value) == value or p.value == pytest.approx(float(value))  # the value as written (a number once parsed)
+    assert hint[1] in (getattr(p, hint[0]) or "")
 
 
-def test_unconvertible_unit(tmp_path):
+@pytest.mark.parametrize(
+    ("file", "row", "column", "value", "where", "expected"),
+    [
+        ("lb.csv", 3, "LBSTRESU", "mmHg", ("lb.csv", 3, "LBSTRESU"), "mg/L"),  # unconvertible unit
+        ("vs.csv", 7, "VSSTRESU", "F", ("vs.csv", 7, "VSSTRESN"), ".."),  # 38.4 read as degF is 3.6 degC: implausible value
+    ],
+    ids=["unconvertible-unit", "implausible-value"],
+)
+def test_unit_problems_name_the_source_column(tmp_path, file, row, column, value, where, expected):
     folder = _copy(tmp_path)
-    _edit(folder, "lb.csv", 3, "LBSTRESU", "mmHg")
+    _edit(folder, file, row, column, value)
     with pytest.raises(InputError) as ei:
         read_sdtm(folder)
-    assert ("lb.csv", 3, "LBSTRESU") in _where(ei.value)
-    assert any(p.value == "mmHg" and "mg/L" in (p.expected or "") for p in ei.value.problems)
-
-
-def test_implausible_value_names_the_source_column(tmp_path):
-    folder = _copy(tmp_path)
-    _edit(folder, "vs.csv", 7, "VSSTRESU", "F")  # 38.4 read as degF is 3.6 degC
-    with pytest.raises(InputError) as ei:
-        read_sdtm(folder)
-    assert ("vs.csv", 7, "VSSTRESN") in _where(ei.value)
-
-
-def test_sdtm_day_zero(tmp_path):
-    folder = _copy(tmp_path)
-    _edit(folder, "vs.csv", 6, "VSDY", "0")
-    with pytest.raises(InputError) as ei:
-        read_sdtm(folder)
-    (p,) = ei.value.problems
-    assert (Path(p.file).name, p.row, p.column) == ("vs.csv", 6, "VSDY") and "day 0" in p.message
-
-
-def test_dy_that_contradicts_the_date(tmp_path):
-    folder = _copy(tmp_path)
-    _edit(folder, "lb.csv", 3, "LBDY", "9")
-    with pytest.raises(InputError) as ei:
-        read_sdtm(folder)
-    (p,) = ei.value.problems
-    assert (p.row, p.column, p.expected) == (3, "LBDY", "8")
+    assert where in _where(ei.value)
+    assert any(expected in (p.expected or "") for p in ei.value.problems if (Path(p.file).name, p.row, p.column) == where)
 
 
 def test_missing_required_column(tmp_path):
@@ -258,24 +253,6 @@ def test_missing_required_column(tmp_path):
     assert _where(ei.value) == {("ae.csv", 1, "AEDECOD")}
 
 
-def test_date_not_iso(tmp_path):
-    folder = _copy(tmp_path)
-    _edit(folder, "ae.csv", 2, "AESTDTC", "11/03/2025")
-    with pytest.raises(InputError) as ei:
-        read_sdtm(folder)
-    (p,) = ei.value.problems
-    assert (Path(p.file).name, p.row, p.column, p.value) == ("ae.csv", 2, "AESTDTC", "11/03/2025")
-    assert "ISO 8601" in p.expected
-
-
-def test_subject_not_in_dm(tmp_path):
-    folder = _copy(tmp_path)
-    _edit(folder, "cm.csv", 4, "USUBJID", "CD7NK-01-999")
-    with pytest.raises(InputError) as ei:
-        read_sdtm(folder)
-    assert _where(ei.value) == {("cm.csv", 4, "USUBJID")}
-
-
 def test_unknown_ex_category_and_grade(tmp_path):
     folder = _copy(tmp_path)
     _edit(folder, "ex.csv", 2, "EXCAT", "SOMETHING")
@@ -284,14 +261,6 @@ def test_unknown_ex_category_and_grade(tmp_path):
     with pytest.raises(InputError) as ei:
         read_sdtm(folder)
     assert _where(ei.value) == {("ex.csv", 2, "EXCAT"), ("ae.csv", 3, "AETOXGR")}
-
-
-def test_schema_problem_is_traced_back_to_the_file(tmp_path):
-    folder = _copy(tmp_path)
-    _edit(folder, "cm.csv", 6, "CMDOSE", "100")  # 100 L/min of oxygen: outside 0-80
-    with pytest.raises(InputError) as ei:
-        read_sdtm(folder)
-    assert _where(ei.value) == {("cm.csv", 6, "CMDOSE")}
 
 
 def test_all_problems_of_all_files_together(tmp_path):
@@ -364,3 +333,97 @@ def test_demo_study_round_trip(tmp_path, fmt):
     write_sdtm(study, tmp_path / fmt, fmt)
     back = read_sdtm(tmp_path / fmt)
     assert_same_study(study.replace(observations=study.observations[~study.observations["row_id"].isin(skip)]), back)
+
+
+# --- IE: inclusion/exclusion criteria not met (SDTMIG v3.4 section 6.3.4), from the eligibility engine ----
+
+
+@pytest.fixture(scope="module")
+def demo_study() -> Study:
+    from cd7kit.datasets import load_demo_study
+
+    return load_demo_study()
+
+
+def _ie(study: Study, tmp_path: Path, fmt: str = "sdtm", **kw) -> pd.DataFrame | None:
+    out = write_study(study, tmp_path / fmt, format=fmt, **kw)
+    path = out / ("ie.csv" if fmt == "sdtm" else "ie.xpt")
+    if not path.exists():
+        return None
+    if fmt == "sdtm":
+        return pd.read_csv(path, dtype={"IESEQ": int}, keep_default_na=False)
+    import pyreadstat
+
+    return pyreadstat.read_xport(str(path))[0]
+
+
+@pytest.mark.parametrize("fmt", ["sdtm", "sdtm-xpt"])
+def test_ie_has_exactly_the_demo_screen_failures(tmp_path, demo_study, fmt):
+    """The demo's three screen failures (-04 I5, -08 I10, -11 E11), one record each; the enrolled children
+    (eligible with the study's attestations) and the case-report patients (not trial subjects) have none."""
+    from cd7kit.clinical.eligibility import load_criteria
+    from cd7kit.datasets.screening import SCREEN_FAILURES
+
+    criteria = load_criteria(demo_study.meta["trial"])
+    ie = _ie(demo_study, tmp_path, fmt)
+    assert ie is not None
+    got = {(r.USUBJID, r.IETESTCD, r.IECAT, r.IEORRES, r.IESTRESC) for r in ie.itertuples()}
+    want = set()
+    for sid, cid in SCREEN_FAILURES.items():
+        cat = criteria.get(cid).category
+        yn = "N" if cat == "inclusion" else "Y"  # an inclusion criterion not met / an exclusion criterion met
+        want.add((sid, cid, cat.upper(), yn, yn))
+    assert got == want and len(ie) == 3
+    assert {("NCT06849401-04", "N"), ("NCT06849401-11", "Y")} <= {(r.USUBJID, r.IEORRES) for r in ie.itertuples()}
+    assert (ie["STUDYID"] == demo_study.study_id).all() and (ie["DOMAIN"] == "IE").all() and list(ie["IESEQ"]) == [1, 1, 1]
+    texts = {r.IETESTCD: r.IETEST for r in ie.itertuples()}
+    assert texts["E11"] == " ".join(criteria.get("E11").text.split()) and all(len(t) <= 200 for t in texts.values())
+    assert all(d != 0 and d == int(d) for d in ie["IEDY"])  # SDTM study days: integers, no day 0
+
+
+def test_no_trial_no_ie_domain(tmp_path, demo_study, rich_study):
+    no_trial = demo_study.replace(meta={k: v for k, v in demo_study.meta.items() if k != "trial"})
+    assert _ie(no_trial, tmp_path / "demo") is None
+    assert "IE" not in sdtm_tables(rich_study)
+
+
+def test_ie_follows_attestations_and_overrides(tmp_path, demo_study):
+    """An override of a failed criterion removes its record; an attested exclusion adds one."""
+    att = [*demo_study.meta["eligibility_attestations"], {"trial": "NCT06849401", "subject_id": "NCT06849401-01", "criterion_id": "E7", "value": True}]
+    ovr = [{"trial": "NCT06849401", "subject_id": "NCT06849401-04", "criterion_id": "I5", "checkpoint": "screening", "result": "MET", "reason": "re-read"}]
+    ie = _ie(demo_study, tmp_path, attestations=att, overrides=ovr)
+    assert ie is not None
+    assert sorted((r.USUBJID, r.IETESTCD, r.IEORRES) for r in ie.itertuples()) == [
+        ("NCT06849401-01", "E7", "Y"),
+        ("NCT06849401-08", "I10", "N"),
+        ("NCT06849401-11", "E11", "Y"),
+    ]
+
+
+def _criteria_file(tmp_path: Path, cid: str, text: str) -> str:
+    import yaml
+
+    doc = {"trial": "T-IE", "protocol_version": "1", "criteria": [{"id": cid, "category": "inclusion", "text": text, "expression": "age >= 12"}]}
+    path = tmp_path / f"{cid}.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return str(path)
+
+
+def test_ie_codes_and_long_texts_follow_the_ig(tmp_path, tiny_study):
+    """IETESTCD: letters, digits, '_' (a '-' becomes '_'); IETEST: at most 200 characters, cut at a word."""
+    text = "Age at least 12 years at screening, " + "as documented by a birth certificate or an equivalent record " * 6
+    meta = {"study_id": "TINY", "trial": _criteria_file(tmp_path, "CTG-AGE", text), "checkpoint_days": {"S1": {"screening": -20.0}, "S2": {"screening": -20.0}}}
+    ie = sdtm_tables(tiny_study.replace(meta=meta))["IE"]
+    (row,) = ie.itertuples()  # S1 is 10 years old, S2 15
+    assert (row.USUBJID, row.IETESTCD, row.IEORRES) == ("S1", "CTG_AGE", "N")
+    assert len(row.IETEST.encode()) <= 200 and row.IETEST.endswith("...") and text.startswith(row.IETEST[:-3])
+    assert row.IEDY == -20  # no dates: the cd7kit day as an SDTM day (negative days are the same)
+
+
+def test_a_criterion_id_that_is_no_ietestcd_writes_nothing(tmp_path, tiny_study):
+    meta = {"study_id": "TINY", "trial": _criteria_file(tmp_path, "INCL-AGE-12", "Age at least 12"), "checkpoint_days": {"S1": {"screening": -20.0}}}
+    with pytest.raises(InputError) as ei:
+        write_sdtm(tiny_study.replace(meta=meta), tmp_path / "out")
+    (p,) = ei.value.problems
+    assert (p.column, p.value) == ("id", "INCL-AGE-12") and "8" in p.expected
+    assert not (tmp_path / "out").exists()

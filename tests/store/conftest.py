@@ -54,16 +54,14 @@ def cheap_hashing(s: Store) -> Store:
 
 @pytest.fixture
 def store(store_url: str) -> Iterator[Store]:
-    s = cheap_hashing(open_store(store_url))
-    yield s
-    s.close()
+    with open_store(store_url) as s:
+        yield cheap_hashing(s)
 
 
 @pytest.fixture
 def fresh_store(fresh_url: str) -> Iterator[Store]:
-    s = cheap_hashing(open_store(fresh_url))
-    yield s
-    s.close()
+    with open_store(fresh_url) as s:
+        yield cheap_hashing(s)
 
 
 def make_study(study_id: str | None = None, n_subjects: int = 3, n_obs_per_subject: int = 20, seed: int = 0) -> Study:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -14,25 +13,9 @@ from cd7kit import __version__
 from cd7kit.store import AppendOnlyError, IntegrityError, open_store
 from cd7kit.store.hashing import GENESIS_HASH, record_hash
 from cd7kit.store.models import AuditRecord
+from cd7kit.store.testing import raw_connection, tamper
 
 UTC_ISO = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$")
-
-
-def raw_connection(url: str):
-    """A driver connection that bypasses cd7kit entirely (what an attacker with database access has)."""
-    if "://" not in url:
-        import sqlite3
-
-        return sqlite3.connect(url, isolation_level=None)
-    return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"), autocommit=True)
-
-
-def drop_guard(conn, url: str, table: str) -> None:
-    if "://" not in url:
-        conn.execute(f"DROP TRIGGER {table}_no_update")
-        conn.execute(f"DROP TRIGGER {table}_no_delete")
-    else:
-        conn.execute(f"DROP TRIGGER {table}_append_only ON {table}")
 
 
 def test_every_write_appends_a_chained_record(fresh_store, study_factory):
@@ -122,10 +105,7 @@ def test_tampering_with_a_record_is_detected(fresh_url, study_factory):
         s.add_user("dave", "Dave D", "coordinator", "longpassword", "root", "system")
         s.add_annotation(study.study_id, "dlt_adjudication", study.subject_ids[0], "event-1", {"dlt": False}, "bob", "investigator")
         assert s.verify_audit().ok
-    conn = raw_connection(fresh_url)
-    drop_guard(conn, fresh_url, "audit_log")
-    conn.execute("UPDATE audit_log SET reason = 'nothing to see' WHERE id = 2")
-    conn.close()
+    tamper(fresh_url, "audit_log", "UPDATE audit_log SET reason = 'nothing to see' WHERE id = 2")
     with open_store(fresh_url) as s:
         res = s.verify_audit()
     assert not res.ok
@@ -136,10 +116,7 @@ def test_deleting_a_record_breaks_the_chain(fresh_url):
     with open_store(fresh_url) as s:
         for name in ("u1", "u2", "u3"):
             s.add_user(name, name.upper(), "coordinator", "longpassword", "root", "system")
-    conn = raw_connection(fresh_url)
-    drop_guard(conn, fresh_url, "audit_log")
-    conn.execute("DELETE FROM audit_log WHERE id = 2")
-    conn.close()
+    tamper(fresh_url, "audit_log", "DELETE FROM audit_log WHERE id = 2")
     with open_store(fresh_url) as s:
         res = s.verify_audit()
     assert not res.ok and res.first_broken["id"] == 3
@@ -155,11 +132,8 @@ def test_rehashing_an_edited_record_still_breaks_the_link_to_the_next(fresh_url)
     fields["old_json"] = None
     fields["new_json"] = '{"disabled":false,"full_name":"U1","role":"admin","username":"u1"}'  # escalate u1 to admin
     h = record_hash(fields)
-    conn = raw_connection(fresh_url)
-    drop_guard(conn, fresh_url, "audit_log")
     p = "?" if "://" not in fresh_url else "%s"
-    conn.execute(f"UPDATE audit_log SET new_json = {p}, hash = {p} WHERE id = 1", (fields["new_json"], h))
-    conn.close()
+    tamper(fresh_url, "audit_log", f"UPDATE audit_log SET new_json = {p}, hash = {p} WHERE id = 1", (fields["new_json"], h))
     with open_store(fresh_url) as s:
         res = s.verify_audit()
     assert not res.ok and res.first_broken["id"] == 2 and "prev_hash" in res.first_broken["problem"]
@@ -169,10 +143,7 @@ def test_tampering_with_stored_data_is_detected(fresh_url, study_factory):
     study = study_factory()
     with open_store(fresh_url) as s:
         s.save_study(study, "alice", "coordinator")
-    conn = raw_connection(fresh_url)
-    drop_guard(conn, fresh_url, "observations")
-    conn.execute("UPDATE observations SET value = 35.0 WHERE pos = 3")
-    conn.close()
+    tamper(fresh_url, "observations", "UPDATE observations SET value = 35.0 WHERE pos = 3")
     with open_store(fresh_url) as s:
         with pytest.raises(IntegrityError):
             s.load_study(study.study_id)

@@ -83,6 +83,11 @@ def test_timeline_and_adjudication_reach_the_audit_log(app):
     r = c.post(f"/subjects/{CASE1}/dlt", data={"event_row": row, "decision": "dlt", "reason": "grade 3 CRS beyond 72 h", "csrf": csrf}, follow_redirects=False)
     assert r.status_code == 303
     assert "grade 3 CRS beyond 72 h" in c.get(f"/subjects/{CASE1}").text
+    # the same form posted by HTMX gets the updated adjudication list back instead of a redirect
+    r = c.post(f"/subjects/{CASE1}/dlt", data={"event_row": row, "decision": "not_dlt", "reason": "improved to grade 2 within 72 h", "csrf": csrf},
+               headers={"HX-Request": "true"}, follow_redirects=False)
+    assert r.status_code == 200 and r.text.count('<ul id="adjudications"') == 1 and "<html" not in r.text
+    assert "not_dlt" in r.text and "improved to grade 2 within 72 h" in r.text
     m = _client(app)
     _login(m, "mon")
     audit = m.get("/api/audit").json()

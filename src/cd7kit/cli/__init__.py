@@ -6,15 +6,14 @@ user's input (:class:`~cd7kit.errors.Cd7kitError`) end with exit code 2 and a me
 
 from __future__ import annotations
 
-import json
 import sys
 
 import typer
 
 from cd7kit import __version__
-from cd7kit.errors import Cd7kitError, InputError
+from cd7kit.errors import Cd7kitError
 
-from ._common import err_console
+from ._common import report_error
 
 app = typer.Typer(
     name="cd7kit",
@@ -60,30 +59,12 @@ _register()
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: usage errors (click's) and input errors (cd7kit's) end with exit code 2."""
     try:
-        rc = app(standalone_mode=False)
-        if isinstance(rc, int) and rc:  # a command's `raise typer.Exit(n)` comes back as a return value
-            sys.exit(rc)
-    except typer.Exit as e:
-        sys.exit(e.exit_code)
-    except typer.Abort:
-        err_console.print("aborted")
-        sys.exit(1)
+        app()  # standalone: typer prints usage errors and exits 2; typer.Exit(n) exits n
     except Cd7kitError as exc:
-        if "--json" in sys.argv:
-            payload = exc.to_dict() if isinstance(exc, InputError) else {"error": type(exc).__name__, "message": str(exc)}
-            sys.stderr.write(json.dumps(payload, indent=2, default=str) + "\n")
-        else:
-            err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
+        report_error(exc, "--json" in sys.argv)
         sys.exit(2)
-    except Exception as exc:  # click usage errors come as click exceptions
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(2)
-        raise
 
 
 __all__ = ["app", "main"]

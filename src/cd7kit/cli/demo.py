@@ -11,11 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 import typer
-from rich.table import Table
+from rich.table import Column
 
 from cd7kit.data import Study
 
-from ._common import DB_HELP, JSON_HELP, console, emit, ensure_demo_study
+from ._common import DB_OPTION, JSON_OPTION, console, emit, ensure_demo_study, print_table, stored
 
 
 def _subjects(study: Study) -> list[dict[str, Any]]:
@@ -75,19 +75,17 @@ def _render(o: dict[str, Any]) -> None:
     console.rule("Dose escalation")
     render_state(o["escalation"])
     console.rule("Safety, response and CAR kinetics per subject")
-    t = Table(header_style="bold")
-    t.add_column("subject", no_wrap=True)
-    for c in ("CRS", "ICANS", "ANC", "PLT", "BOR", "Cmax", "Tmax", "AUC0-28"):
-        t.add_column(c, no_wrap=True, justify="right")
     kin = {k["subject_id"]: k for k in o["kinetics"]}
-    for sid, g in o["grading"].items():
+
+    def row(sid: str, g: dict[str, Any]) -> list[str]:
         k = kin.get(sid, {})
         wc = g.get("worst_cytopenia", {})
-        t.add_row(
-            sid, _fmt(g.get("max_crs")), _fmt(g.get("max_icans")), _fmt(wc.get("neutrophil_count_decreased")), _fmt(wc.get("platelet_count_decreased")),
-            _fmt(g.get("best_response")), _fmt(k.get("cmax")), _fmt(k.get("tmax_day")), _fmt(k.get("auc0_28d")),
-        )
-    console.print(t)
+        values = (g.get("max_crs"), g.get("max_icans"), wc.get("neutrophil_count_decreased"), wc.get("platelet_count_decreased"),
+                  g.get("best_response"), k.get("cmax"), k.get("tmax_day"), k.get("auc0_28d"))
+        return [sid, *map(_fmt, values)]
+
+    columns = [Column("subject", no_wrap=True), *(Column(c, no_wrap=True, justify="right") for c in ("CRS", "ICANS", "ANC", "PLT", "BOR", "Cmax", "Tmax", "AUC0-28"))]
+    print_table(None, columns, (row(sid, g) for sid, g in o["grading"].items()))
     units = sorted({str(k.get("unit")) for k in o["kinetics"] if k.get("unit")})
     console.print(
         "[dim]CRS, ICANS: maximum ASTCT 2019 grade; ANC, PLT: worst CTCAE v5.0 grade of neutrophil and platelet count decreased; "
@@ -105,15 +103,14 @@ def _fmt(x: Any) -> str:
 
 
 def demo(
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Load the demo study (two published case-report patients and a synthetic NCT06849401-like cohort) and print its overview."""
     from cd7kit.datasets import load_demo_study
-    from cd7kit.store import open_store
 
-    store = open_store(db)
-    loaded = ensure_demo_study(store)
+    with stored(db) as store:
+        loaded = ensure_demo_study(store)
     study = load_demo_study()
     overview = demo_overview(study)
     overview["load"] = {"study_id": loaded.study_id, "version": loaded.version, "written": loaded.written}

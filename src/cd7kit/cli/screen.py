@@ -10,14 +10,26 @@ them through the store's audited service. The engine is :mod:`cd7kit.clinical.el
 
 from __future__ import annotations
 
-import getpass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from rich.table import Table
+from rich.table import Column
 
-from ._common import DB_HELP, JSON_HELP, console, emit
+from ._common import (
+    DB_OPTION,
+    JSON_OPTION,
+    console,
+    default_actor,
+    eligibility_records,
+    emit,
+    open_study,
+    print_table,
+    stored,
+)
+
+if TYPE_CHECKING:
+    from cd7kit.data import Study
 
 TRIAL_HELP = "Trial id of a shipped criteria file (e.g. NCT06849401) or a criteria YAML file."
 CHECKPOINT_HELP = "screening | pre-lymphodepletion | pre-infusion"
@@ -28,51 +40,27 @@ screen_app = typer.Typer(
 )
 
 
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # no login name in some containers
-        return "cli"
-
-
-def _store_records(db: str | None, study_id: str | None, required: bool) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Attestations and overrides stored for a study (empty when the study is not stored and not required)."""
-    if study_id is None:
-        return [], []
-    from cd7kit.clinical.eligibility.records import ATTESTATION_KIND, OVERRIDE_KIND, records_from_annotations
-    from cd7kit.errors import NotFoundError
-    from cd7kit.store import open_store
-
-    store = open_store(db)
-    try:
-        att = records_from_annotations(store.annotations(study_id, kind=ATTESTATION_KIND))
-        ovr = records_from_annotations(store.annotations(study_id, kind=OVERRIDE_KIND))
-    except NotFoundError:
-        if required:
-            raise
-        return [], []
-    finally:
-        store.close()
-    return att, ovr
-
-
-def _load(study: str, db: str | None):
-    from ._common import open_study
+def _load(study: str, db: str | None) -> tuple[Study, list[dict[str, Any]], list[dict[str, Any]]]:
+    """The study, and the attestations and overrides for it: its own, then those stored for it (when it
+    is a stored study, or a folder with ``--db``)."""
+    from cd7kit.clinical.eligibility.records import study_records
 
     st = open_study(study, db)
-    stored = not Path(study).is_dir()
-    att, ovr = _store_records(db, st.study_id if not stored else study, required=False) if (stored or db) else ([], [])
-    att = list(st.meta.get("eligibility_attestations") or []) + att
-    ovr = list(st.meta.get("eligibility_overrides") or []) + ovr
-    return st, att, ovr
+    in_store = not Path(study).is_dir()
+    if not (in_store or db):
+        return (st, *study_records(st))
+    with stored(db) as store:
+        return (st, *eligibility_records(store, study if in_store else st.study_id, st))
+
+
+def _folded(*headers: str) -> list[Column]:
+    return [Column(h, overflow="fold") for h in headers]
 
 
 def _render_report(rep: Any) -> None:
-    t = Table(title=f"{rep.trial} ({rep.protocol_version}) - {rep.subject_id} at {rep.checkpoint} (day {rep.checkpoint_day:g})")
-    for col in ("id", "", "result", "evidence", "missing"):
-        t.add_column(col, overflow="fold")
     style = {"MET": "green", "NOT_MET": "red", "UNKNOWN": "yellow"}
-    for r in rep.results:
+
+    def row(r: Any) -> list[str]:
         res = f"[{style[r.value]}]{r.value}[/]"
         if r.override is not None:
             res += f"\n(computed {r.computed}; overridden by {r.override.get('actor')}: {r.override.get('reason')})"
@@ -82,8 +70,10 @@ def _render_report(rep: Any) -> None:
             f"{e.what}={e.value}{(' ' + e.unit) if e.unit and e.unit != '1' else ''}" + (f" d{e.day:g}" if e.day is not None else "") + (f" #{e.row_id}" if e.row_id is not None else "")
             for e in r.evidence
         )
-        t.add_row(r.id, "inc" if r.category == "inclusion" else "exc", res, ev, "; ".join(r.missing))
-    console.print(t)
+        return [r.id, "inc" if r.category == "inclusion" else "exc", res, ev, "; ".join(r.missing)]
+
+    title = f"{rep.trial} ({rep.protocol_version}) - {rep.subject_id} at {rep.checkpoint} (day {rep.checkpoint_day:g})"
+    print_table(title, _folded("id", "", "result", "evidence", "missing"), (row(r) for r in rep.results))
     colour = {"ELIGIBLE": "green", "INELIGIBLE": "red", "PENDING": "yellow"}[rep.verdict]
     line = f"verdict: [bold {colour}]{rep.verdict}[/]"
     if rep.verdict != rep.computed_verdict:
@@ -129,8 +119,8 @@ def screen_main(
     subject: str | None = _SUBJECT,
     checkpoint: str | None = _CHECKPOINT,
     day: float | None = _DAY,
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Check a patient's eligibility (same as 'screen check'), or run a sub-command."""
     if ctx.invoked_subcommand is not None:
@@ -149,8 +139,8 @@ def check(
     subject: str | None = _SUBJECT,
     checkpoint: str | None = _CHECKPOINT,
     day: float | None = _DAY,
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Each criterion's result (MET / NOT_MET / UNKNOWN) with evidence and missing data, and the verdict."""
     _check(trial, patient, study, subject, checkpoint, day, db, as_json)
@@ -161,8 +151,8 @@ def log(
     study: str = typer.Option(..., "--study", help="A cd7kit CSV-template folder or a stored study id."),
     trial: str = _TRIAL,
     subjects: str | None = typer.Option(None, "--subjects", help="Only subjects whose id starts with this prefix (default: the trial id when some ids start with it, else all)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Screening log (verdict per subject and checkpoint) and the CONSORT-style flow with reasons."""
     from cd7kit.clinical.eligibility import load_criteria, screening_flow
@@ -176,12 +166,11 @@ def log(
     def render(f: Any) -> None:
         from cd7kit.clinical.eligibility.log import log_frame
 
-        t = Table(title=f"Screening log, {f.trial}")
-        for col in ("subject", "checkpoint", "day", "verdict", "reasons", "unknown", "overridden"):
-            t.add_column(col)
-        for r in log_frame(f.log).itertuples():
-            t.add_row(r.subject_id, r.checkpoint, f"{r.day:g}", r.verdict, r.reasons, r.pending, r.overridden)
-        console.print(t)
+        print_table(
+            f"Screening log, {f.trial}",
+            ("subject", "checkpoint", "day", "verdict", "reasons", "unknown", "overridden"),
+            ((r.subject_id, r.checkpoint, f"{r.day:g}", r.verdict, r.reasons, r.pending, r.overridden) for r in log_frame(f.log).itertuples()),
+        )
         for line in f.lines():
             console.print(line, markup=False, highlight=False)
 
@@ -192,7 +181,7 @@ def log(
 def import_ctgov(
     file: Path = typer.Argument(..., help="ClinicalTrials.gov API v2 study JSON (one study)."),
     out: Path | None = typer.Option(None, "--out", help="Write the criteria skeleton YAML here (default: print it)."),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Turn a ClinicalTrials.gov API v2 study into a criteria skeleton (YAML)."""
     from cd7kit.clinical.eligibility import read_ctgov
@@ -219,15 +208,9 @@ def import_ctgov(
 
 
 def _store_act(kind: str, study: str, subject: str, key: str, value: dict[str, Any], actor: str, role: str, reason: str | None, db: str | None) -> dict[str, Any]:
-    from cd7kit.store import open_store
-
-    store = open_store(db)
-    try:
+    with stored(db) as store:
         ann_id = store.add_annotation(study, kind, subject, key, value, actor, role, reason)
-        rec = next(a for a in store.annotations(study, kind=kind, subject_id=subject) if a["id"] == ann_id)
-    finally:
-        store.close()
-    return rec
+        return next(a for a in store.annotations(study, kind=kind, subject_id=subject) if a["id"] == ann_id)
 
 
 @screen_app.command("override")
@@ -241,8 +224,8 @@ def override(
     checkpoint: str | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP + " (default: every checkpoint)"),
     actor: str = typer.Option(None, "--actor", help="Who overrides (default: the login name)."),
     role: str = typer.Option("investigator", "--role", help="Role of the actor."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Override a criterion's computed result for a subject (stored with the reason in the audit trail)."""
     from cd7kit.clinical.eligibility import load_criteria, screen
@@ -262,7 +245,7 @@ def override(
         except InputError:
             computed = None
     value["computed"] = computed
-    rec = _store_act(OVERRIDE_KIND, study, subject, key, value, actor or _user(), role, reason, db)
+    rec = _store_act(OVERRIDE_KIND, study, subject, key, value, actor or default_actor(), role, reason, db)
     emit(rec, as_json, lambda r: console.print(f"override #{r['id']} stored: {subject} {criterion} -> {value['result']} (computed {computed}); audit record {r['audit_id']}"))
 
 
@@ -277,8 +260,8 @@ def attest(
     checkpoint: str | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP + " (default: every checkpoint)"),
     actor: str = typer.Option(None, "--actor", help="Who attests (default: the login name)."),
     role: str = typer.Option("investigator", "--role", help="Role of the actor."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Record an investigator's attestation of a judgement criterion (stored in the audit trail)."""
     from cd7kit.clinical.eligibility import load_criteria
@@ -286,7 +269,7 @@ def attest(
 
     cs = load_criteria(trial)
     key, val = attestation_annotation(cs, criterion, value, checkpoint)
-    rec = _store_act(ATTESTATION_KIND, study, subject, key, val, actor or _user(), role, reason, db)
+    rec = _store_act(ATTESTATION_KIND, study, subject, key, val, actor or default_actor(), role, reason, db)
     emit(rec, as_json, lambda r: console.print(f"attestation #{r['id']} stored: {subject} {criterion} = {value}; audit record {r['audit_id']}"))
 
 
@@ -294,7 +277,7 @@ def attest(
 def criteria(
     trial: str = _TRIAL,
     checkpoint: str | None = typer.Option(None, "--checkpoint", help=CHECKPOINT_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List a trial's criteria with their expressions (attestation when none)."""
     from cd7kit.clinical.eligibility import load_criteria
@@ -302,12 +285,11 @@ def criteria(
     cs = load_criteria(trial)
 
     def render(_: Any) -> None:
-        t = Table(title=f"{cs.trial} ({cs.protocol_version})")
-        for col in ("id", "text", "expression", "checkpoints"):
-            t.add_column(col, overflow="fold")
-        for c in cs.at(checkpoint) if checkpoint else cs:
-            t.add_row(c.id, c.text, c.expression or "(attestation)", ", ".join(c.checkpoints))
-        console.print(t)
+        print_table(
+            f"{cs.trial} ({cs.protocol_version})",
+            _folded("id", "text", "expression", "checkpoints"),
+            ((c.id, c.text, c.expression or "(attestation)", ", ".join(c.checkpoints)) for c in (cs.at(checkpoint) if checkpoint else cs)),
+        )
 
     emit(cs, as_json, render)
 

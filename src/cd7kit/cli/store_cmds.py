@@ -10,64 +10,37 @@ exits with code 1 when the chain is broken and names the first broken record.
 
 from __future__ import annotations
 
-import functools
-import getpass
 import json
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import typer
-from rich.table import Table
 
 from cd7kit.data import jsonable
-from cd7kit.errors import Cd7kitError, InputError
 
-from ._common import DB_HELP, JSON_HELP, console, emit, err_console
-
-F = TypeVar("F", bound=Callable[..., Any])
+from ._common import (
+    DB_OPTION,
+    JSON_OPTION,
+    console,
+    default_actor,
+    eligibility_records,
+    emit,
+    err_console,
+    print_table,
+    reports_errors,
+    stored,
+)
 
 ACTOR_HELP = "Who does this (recorded in the audit trail); default: the operating-system user."
 ROLE_HELP = "Role of the actor: admin | investigator | coordinator | monitor | statistician | system."
 REASON_HELP = "Why (recorded in the audit trail; required for a new version or any account change)."
 
 
-def _default_actor() -> str:
-    try:
-        return getpass.getuser()
-    except Exception:  # pragma: no cover - no user name in some containers
-        return "unknown"
-
-
-def _report_errors(fn: F) -> F:
-    """Turn cd7kit errors into exit code 2 with the message (JSON on stderr with ``--json``)."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except Cd7kitError as exc:
-            if kwargs.get("as_json"):
-                payload = exc.to_dict() if isinstance(exc, InputError) else {"error": type(exc).__name__, "message": str(exc)}
-                sys.stderr.write(json.dumps(jsonable(payload), indent=2, ensure_ascii=False) + "\n")
-            else:
-                err_console.print(f"[bold red]error:[/] {exc}", markup=True, highlight=False)
-            raise typer.Exit(2) from exc
-
-    return wrapper  # type: ignore[return-value]
-
-
-def _store(db: str | None) -> Any:
-    from cd7kit.store import open_store
-
-    return open_store(db)
-
-
 # ------------------------------------------------------------------------------------------------
 # import / export
 # ------------------------------------------------------------------------------------------------
-@_report_errors
+@reports_errors
 def import_cmd(
     path: Path = typer.Argument(..., help="The file or folder to import."),
     format: str = typer.Option("cd7kit", "--format", "-f", help="cd7kit (CSV-template folder) | sdtm | redcap."),
@@ -77,18 +50,17 @@ def import_cmd(
     new_version: bool = typer.Option(False, "--new-version", help="Store as a new version of an existing study (needs --reason)."),
     actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
     role: str = typer.Option("system", "--role", help=ROLE_HELP),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Import a study into the database (all-or-nothing: any problem in the input writes nothing)."""
     from cd7kit.io import read_study
 
     study = read_study(path, format=format, mapping=mapping)
-    store = _store(db)
-    try:
+    with stored(db) as store:
         source = f"import {format}: {path}"
         version = store.save_study(
-            study, actor or _default_actor(), role, reason, new_version=new_version, study_id=study_id, source=source
+            study, actor or default_actor(), role, reason, new_version=new_version, study_id=study_id, source=source
         )
         sid = study_id or study.study_id
         out = {
@@ -102,8 +74,6 @@ def import_cmd(
             "n_events": len(study.events),
             "database": store.url,
         }
-    finally:
-        store.close()
     emit(out, as_json, lambda o: console.print(
         f"imported [bold]{o['study_id']}[/] version {o['version']}: {o['n_subjects']} subjects, "
         f"{o['n_observations']} observations, {o['n_interventions']} interventions, {o['n_events']} events "
@@ -111,31 +81,33 @@ def import_cmd(
     ))
 
 
-@_report_errors
+@reports_errors
 def export_cmd(
     study_id: str = typer.Argument(..., help="Stored study id."),
-    format: str = typer.Option("cd7kit", "--format", "-f", help="cd7kit | sdtm."),
+    format: str = typer.Option("cd7kit", "--format", "-f", help="cd7kit | sdtm (CSV) | sdtm-xpt (SAS XPT v5)."),
     out: Path = typer.Option(..., "--out", "-o", help="Output folder."),
     version: int | None = typer.Option(None, "--version", help="Version to export (default: latest)."),
     actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
     role: str = typer.Option("system", "--role", help=ROLE_HELP),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
-    """Export a stored study (a data transfer: recorded in the audit trail)."""
+    """Export a stored study (a data transfer: recorded in the audit trail).
+
+    SDTM exports include the IE domain (criteria not met at screening) from the eligibility engine, with
+    the study's attestations and overrides and those stored for it (``cd7kit screen attest|override``).
+    """
     from cd7kit.io import write_study
 
-    store = _store(db)
-    try:
+    with stored(db) as store:
         study = store.load_study(study_id, version)
-        written = write_study(study, out, format=format)
+        att, ovr = eligibility_records(store, study_id, study)
+        written = write_study(study, out, format=format, attestations=att, overrides=ovr)
         v = version or store.versions(study_id)[-1]["version"]
         store.record_event(
-            "study.export", "study", f"{study_id}@{v}", actor or _default_actor(), role,
+            "study.export", "study", f"{study_id}@{v}", actor or default_actor(), role,
             new={"format": format, "out": str(written)}, study_id=study_id,
         )
-    finally:
-        store.close()
     emit({"study_id": study_id, "version": v, "format": format, "out": str(written)}, as_json,
          lambda o: console.print(f"exported {o['study_id']} version {o['version']} as {o['format']} to {o['out']}"))
 
@@ -147,40 +119,32 @@ study_app = typer.Typer(help="Stored studies: list them, show one.", no_args_is_
 
 
 @study_app.command("list")
-@_report_errors
+@reports_errors
 def study_list(
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List the stored studies (latest version of each)."""
-    store = _store(db)
-    try:
+    with stored(db) as store:
         rows = store.list_studies()
-    finally:
-        store.close()
 
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table(title=f"studies in {store.url}")
-        for c in ("study", "version", "title", "subjects", "observations", "stored", "by"):
-            t.add_column(c)
-        for r in rows:
-            t.add_row(r["study_id"], str(r["version"]), str(r["title"] or ""), str(r["n_subjects"]), str(r["n_observations"]), r["created_at"], r["created_by"])
-        console.print(t)
+        print_table(f"studies in {store.url}", ("study", "version", "title", "subjects", "observations", "stored", "by"),
+                    ((r["study_id"], str(r["version"]), str(r["title"] or ""), str(r["n_subjects"]), str(r["n_observations"]), r["created_at"], r["created_by"]) for r in rows))
 
     emit(rows, as_json, render)
 
 
 @study_app.command("show")
-@_report_errors
+@reports_errors
 def study_show(
     study_id: str = typer.Argument(..., help="Stored study id."),
     version: int | None = typer.Option(None, "--version", help="Version (default: latest)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Show a stored study: its versions, summary and annotations."""
-    store = _store(db)
-    try:
+    with stored(db) as store:
         versions = store.versions(study_id)
         study = store.load_study(study_id, version)
         out = {
@@ -191,17 +155,11 @@ def study_show(
             "summary": study.summary(),
             "annotations": store.annotations(study_id),
         }
-    finally:
-        store.close()
 
     def render(o: dict[str, Any]) -> None:
         console.print(f"[bold]{o['study_id']}[/] version {o['version']} ({len(o['versions'])} stored)")
-        t = Table(title="versions")
-        for c in ("version", "stored", "by", "reason", "subjects", "observations", "hash"):
-            t.add_column(c)
-        for v in o["versions"]:
-            t.add_row(str(v["version"]), v["created_at"], v["created_by"], str(v["reason"] or ""), str(v["n_subjects"]), str(v["n_observations"]), v["content_hash"][:12])
-        console.print(t)
+        print_table("versions", ("version", "stored", "by", "reason", "subjects", "observations", "hash"),
+                    ((str(v["version"]), v["created_at"], v["created_by"], str(v["reason"] or ""), str(v["n_subjects"]), str(v["n_observations"]), v["content_hash"][:12]) for v in o["versions"]))
         console.print_json(json.dumps(jsonable(o["summary"])))
         console.print(f"{len(o['annotations'])} current annotations")
 
@@ -215,30 +173,23 @@ audit_app = typer.Typer(help="The audit trail: show it, verify its hash chain.",
 
 
 @audit_app.command("log")
-@_report_errors
+@reports_errors
 def audit_log(
     study: str | None = typer.Option(None, "--study", help="Only records about this study."),
     limit: int | None = typer.Option(None, "--limit", help="Only the most recent N records."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write the records to this CSV file (for review or archiving)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Show audit records, oldest first (UTC times)."""
-    store = _store(db)
-    try:
+    with stored(db) as store:
         rows = store.audit_log(study, limit)
-    finally:
-        store.close()
     if csv_path is not None:
         _write_audit_csv(rows, csv_path)
 
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table(title="audit trail (UTC)")
-        for c in ("id", "time (UTC)", "actor", "role", "action", "entity", "reason", "hash"):
-            t.add_column(c)
-        for r in rows:
-            t.add_row(str(r["id"]), r["ts_utc"], r["actor"], r["role"], r["action"], f"{r['entity']} {r['entity_id'] or ''}", str(r["reason"] or ""), r["hash"][:12])
-        console.print(t)
+        print_table("audit trail (UTC)", ("id", "time (UTC)", "actor", "role", "action", "entity", "reason", "hash"),
+                    ((str(r["id"]), r["ts_utc"], r["actor"], r["role"], r["action"], f"{r['entity']} {r['entity_id'] or ''}", str(r["reason"] or ""), r["hash"][:12]) for r in rows))
 
     emit(rows, as_json, render)
 
@@ -256,18 +207,15 @@ def _write_audit_csv(rows: list[dict[str, Any]], path: Path) -> None:
 
 
 @audit_app.command("verify")
-@_report_errors
+@reports_errors
 def audit_verify(
     deep: bool = typer.Option(False, "--deep", help="Also re-hash every stored table against its audit record."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Recompute the audit hash chain; exit code 1 and the first broken record if it does not hold."""
-    store = _store(db)
-    try:
+    with stored(db) as store:
         res = store.verify_audit(deep=deep)
-    finally:
-        store.close()
 
     def render(r: Any) -> None:
         if r.ok:
@@ -291,7 +239,7 @@ users_app = typer.Typer(help="User accounts of the web app (every change is audi
 
 
 @users_app.command("add")
-@_report_errors
+@reports_errors
 def users_add(
     username: str = typer.Argument(..., help="Login name."),
     full_name: str = typer.Option(..., "--full-name", help="Printed name (shown on e-signatures)."),
@@ -300,79 +248,63 @@ def users_add(
     reason: str | None = typer.Option(None, "--reason", help=REASON_HELP),
     actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
     actor_role: str = typer.Option("system", "--actor-role", help="Role of the actor (admin or system)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Create an account (argon2 password hash)."""
-    store = _store(db)
-    try:
-        uid = store.add_user(username, full_name, role, password, actor or _default_actor(), actor_role, reason)
-    finally:
-        store.close()
+    with stored(db) as store:
+        uid = store.add_user(username, full_name, role, password, actor or default_actor(), actor_role, reason)
     emit({"id": uid, "username": username, "full_name": full_name, "role": role, "disabled": False}, as_json,
          lambda o: console.print(f"user {o['username']} ({o['role']}) created"))
 
 
 @users_app.command("list")
-@_report_errors
+@reports_errors
 def users_list(
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """List accounts."""
-    store = _store(db)
-    try:
+    with stored(db) as store:
         rows = store.list_users()
-    finally:
-        store.close()
 
     def render(rows: list[dict[str, Any]]) -> None:
-        t = Table(title="users")
-        for c in ("username", "full name", "role", "disabled", "updated (UTC)"):
-            t.add_column(c)
-        for r in rows:
-            t.add_row(r["username"], r["full_name"], r["role"], "yes" if r["disabled"] else "", r["updated_at"])
-        console.print(t)
+        print_table("users", ("username", "full name", "role", "disabled", "updated (UTC)"),
+                    ((r["username"], r["full_name"], r["role"], "yes" if r["disabled"] else "", r["updated_at"]) for r in rows))
 
     emit(rows, as_json, render)
 
 
 @users_app.command("disable")
-@_report_errors
+@reports_errors
 def users_disable(
     username: str = typer.Argument(..., help="Login name."),
     reason: str = typer.Option(..., "--reason", help=REASON_HELP),
     actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
     actor_role: str = typer.Option("system", "--actor-role", help="Role of the actor (admin or system)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Disable an account (kept, never deleted)."""
-    store = _store(db)
-    try:
-        store.disable_user(username, actor or _default_actor(), actor_role, reason)
-    finally:
-        store.close()
+    with stored(db) as store:
+        store.disable_user(username, actor or default_actor(), actor_role, reason)
     emit({"username": username, "disabled": True}, as_json, lambda o: console.print(f"user {o['username']} disabled"))
 
 
 @users_app.command("set-role")
-@_report_errors
+@reports_errors
 def users_set_role(
     username: str = typer.Argument(..., help="Login name."),
     role: str = typer.Option(..., "--role", help="admin | investigator | coordinator | monitor | statistician."),
     reason: str = typer.Option(..., "--reason", help=REASON_HELP),
     actor: str = typer.Option(None, "--actor", help=ACTOR_HELP),
     actor_role: str = typer.Option("system", "--actor-role", help="Role of the actor (admin or system)."),
-    db: str | None = typer.Option(None, "--db", help=DB_HELP),
-    as_json: bool = typer.Option(False, "--json", help=JSON_HELP),
+    db: str | None = DB_OPTION,
+    as_json: bool = JSON_OPTION,
 ) -> None:
     """Change an account's role (audited old -> new)."""
-    store = _store(db)
-    try:
-        store.set_user_role(username, role, actor or _default_actor(), actor_role, reason)
-    finally:
-        store.close()
+    with stored(db) as store:
+        store.set_user_role(username, role, actor or default_actor(), actor_role, reason)
     emit({"username": username, "role": role}, as_json, lambda o: console.print(f"user {o['username']} now {o['role']}"))
 
 

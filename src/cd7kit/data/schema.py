@@ -12,6 +12,9 @@ from __future__ import annotations
 
 import pandas as pd
 import pandera.pandas as pa
+from pandas.api.types import infer_dtype
+from pandera.dtypes import immutable
+from pandera.engines import pandas_engine
 
 SEXES = ("M", "F", "U")
 DIAGNOSES = ("T-ALL", "T-LBL", "ETP-ALL", "other")
@@ -78,8 +81,41 @@ EVENT_KINDS = (
 _opt_str = dict(nullable=True, required=False, coerce=True)
 
 
+@pandas_engine.Engine.register_dtype
+@immutable
+class Str(pandas_engine.NpString):
+    """pandera's ``str`` (NpString) with a vectorised fast path; same checks, same results, same messages.
+
+    pandera coerces and checks a ``str`` column with one Python call per value (``astype(str)`` and
+    ``map(isinstance)``), which dominated the validation of large tables (485,000 observations of a
+    1,000-patient virtual cohort). When every non-missing value already is a ``str``
+    (``pandas.api.types.infer_dtype`` in C), coercion is the identity and the check passes, so both
+    return at once; anything else (numbers, bytes, mixed) takes pandera's own path unchanged.
+    """
+
+    @staticmethod
+    def _all_str(data: object) -> bool:
+        return isinstance(data, pd.Series) and data.dtype == object and infer_dtype(data, skipna=True) in ("string", "empty")
+
+    def coerce(self, data_container):  # type: ignore[no-untyped-def]
+        if self._all_str(data_container):
+            return data_container
+        return super().coerce(data_container)
+
+    def check(self, pandera_dtype, data_container=None):  # type: ignore[no-untyped-def]
+        if data_container is not None and self._all_str(data_container):
+            return True
+        return super().check(pandera_dtype, data_container)
+
+    def __str__(self) -> str:
+        return "str"
+
+
+_STR = Str()  # type: ignore[call-arg]  # pandera dtypes take no arguments at run time
+
+
 def _str(nullable: bool = False, **kw) -> pa.Column:
-    return pa.Column(str, nullable=nullable, coerce=True, **kw)
+    return pa.Column(_STR, nullable=nullable, coerce=True, **kw)
 
 
 SUBJECTS = pa.DataFrameSchema(
@@ -192,11 +228,12 @@ def columns(table: str) -> list[str]:
 
 def empty(table: str) -> pd.DataFrame:
     """An empty, correctly typed table."""
-    df = pd.DataFrame({c: pd.Series(dtype=_dtype(table, c)) for c in columns(table)})
+    df = pd.DataFrame({c: pd.Series(dtype=dtype(table, c)) for c in columns(table)})
     return df
 
 
-def _dtype(table: str, col: str) -> str:
+def dtype(table: str, col: str) -> str:
+    """The pandas dtype name of a column before validation ("object" for text columns)."""
     t = str(SCHEMAS[table].columns[col].dtype)
     return {"str": "object", "float64": "float64", "Int64": "Int64", "int64": "int64", "bool": "bool"}.get(t, "object")
 
@@ -217,5 +254,6 @@ __all__ = [
     "SUBJECT_STATUSES",
     "SPECIMENS",
     "columns",
+    "dtype",
     "empty",
 ]

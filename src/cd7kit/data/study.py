@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -29,29 +30,46 @@ TABLES = ("subjects", "observations", "interventions", "events")
 
 
 def _normalise(table: str, df: pd.DataFrame | None) -> pd.DataFrame:
-    """Add missing optional columns, defaults and row ids; order columns as the schema does."""
+    """Add missing optional columns, defaults and row ids; order columns as the schema does.
+
+    Builds one new frame from the columns (a single copy; the caller's frame is never modified).
+    """
     if df is None:
         return S.empty(table)
-    df = df.copy().reset_index(drop=True)
+    if not df.columns.is_unique:  # let pandas/pandera report duplicated columns as they always did
+        df = df.copy().reset_index(drop=True)
+        return df[[c for c in S.columns(table)] + [c for c in df.columns if c not in S.columns(table)]]
+    n = len(df)
+    defaults = S.DEFAULTS.get(table, {})
+    data: dict[str, Any] = {}
     for col in S.columns(table):
-        if col not in df.columns:
-            default = S.DEFAULTS.get(table, {}).get(col)
-            if col == "row_id":
-                df[col] = np.arange(1, len(df) + 1, dtype="int64")
-            elif default is not None:
-                df[col] = default
+        default = defaults.get(col)
+        if col in df.columns:
+            s = df[col]
+            data[col] = (s.where(s.notna(), default) if default is not None else s).array
+        elif col == "row_id":
+            data[col] = np.arange(1, n + 1, dtype="int64")
+        elif default is not None:
+            data[col] = np.full(n, default, dtype=object if isinstance(default, str) else None)
+        else:
+            dtype = S.dtype(table, col)
+            if dtype == "float64":
+                data[col] = np.full(n, np.nan)
+            elif dtype == "Int64":
+                data[col] = pd.arrays.IntegerArray(np.zeros(n, dtype="int64"), np.ones(n, dtype=bool))
             else:
-                dtype = S.empty(table)[col].dtype
-                fill = np.nan if dtype == "float64" else (pd.NA if str(dtype) == "Int64" else None)
-                df[col] = pd.Series([fill] * len(df), dtype=dtype)
-        elif col in S.DEFAULTS.get(table, {}):
-            df[col] = df[col].where(df[col].notna(), S.DEFAULTS[table][col])
-    if "row_id" in df.columns and df["row_id"].isna().any():
-        start = int(df["row_id"].max()) + 1 if df["row_id"].notna().any() else 1
-        na = df["row_id"].isna()
-        df.loc[na, "row_id"] = np.arange(start, start + int(na.sum()))
-    out = df[[c for c in S.columns(table)] + [c for c in df.columns if c not in S.columns(table)]]
-    return out
+                data[col] = np.full(n, None, dtype=object)
+    if "row_id" in df.columns:
+        rid = pd.Series(data["row_id"], copy=True)
+        na = rid.isna().to_numpy()
+        if na.any():
+            start = int(rid.max()) + 1 if (~na).any() else 1
+            rid[na] = np.arange(start, start + int(na.sum()))
+        data["row_id"] = rid.array
+    for c in df.columns:
+        if c not in data:
+            data[c] = df[c].array
+    return pd.DataFrame(data, index=pd.RangeIndex(n))
 
 
 def _pandera_problems(table: str, err: pae.SchemaErrors, origin: str | None) -> list[Problem]:
@@ -93,7 +111,8 @@ def validate_tables(tables: Mapping[str, pd.DataFrame], origin: Mapping[str, str
                 continue
         norm = _normalise(t, df)
         try:
-            out[t] = S.SCHEMAS[t].validate(norm, lazy=True)
+            # ``norm`` is already a private copy: validating in place spares pandera a second full copy
+            out[t] = S.SCHEMAS[t].validate(norm, lazy=True, inplace=True)
         except pae.SchemaErrors as err:
             problems.extend(_pandera_problems(t, err, where))
     if problems:
@@ -116,28 +135,39 @@ def validate_tables(tables: Mapping[str, pd.DataFrame], origin: Mapping[str, str
 
 
 def _vocabulary_problems(obs: pd.DataFrame, where: str) -> list[Problem]:
+    # Column-wise (numpy arrays and group positions): no row-wise DataFrame selection, which would copy
+    # and consolidate every column of a large table. Problems come out in the same order as before:
+    # unknown codes, then per code (in order of first appearance) wrong units, implausible values, no value.
     vocab = load_vocabulary()
     problems: list[Problem] = []
-    known = obs["code"].isin(vocab.codes())
-    for i in obs.index[~known]:
+    code = obs["code"]
+    labels = obs.index
+    known = code.isin(vocab.codes()).to_numpy()
+    for i in labels[~known]:
         problems.append(Problem("unknown test code", where, int(i) + 2, "code", obs.at[i, "code"], "a code of cd7kit's vocabulary (cd7kit/vocab/data)"))
-    for code, grp in obs[known].groupby("code", sort=False):
-        tc = vocab[str(code)]
-        wrong_unit = grp.index[grp["unit"] != tc.canonical_unit]
-        for i in wrong_unit:
-            problems.append(Problem(f"unit is not the canonical unit of {code}", where, int(i) + 2, "unit", obs.at[i, "unit"], tc.canonical_unit))
-        v = grp["value"]
+    unit = obs["unit"].to_numpy()
+    value = obs["value"].to_numpy(dtype=float)
+    blq = obs["blq"].to_numpy(dtype=bool)
+    text_na = obs["value_text"].isna().to_numpy()
+    pos_known = np.flatnonzero(known)
+    groups = pd.Series(pos_known).groupby(code.to_numpy()[pos_known], sort=False).indices
+    for c, gi in groups.items():
+        tc = vocab[str(c)]
+        pos = pos_known[gi]
+        for i in labels[pos[unit[pos] != tc.canonical_unit]]:
+            problems.append(Problem(f"unit is not the canonical unit of {c}", where, int(i) + 2, "unit", obs.at[i, "unit"], tc.canonical_unit))
+        v = value[pos]
         lo = -np.inf if tc.plausible_min is None else tc.plausible_min
         hi = np.inf if tc.plausible_max is None else tc.plausible_max
-        implausible = grp.index[v.notna() & ((v < lo) | (v > hi))]
-        for i in implausible:
+        with np.errstate(invalid="ignore"):
+            implausible = ~np.isnan(v) & ((v < lo) | (v > hi))
+        for i in labels[pos[implausible]]:
             problems.append(
-                Problem(f"{code} value outside its plausible range (wrong unit?)", where, int(i) + 2, "value", obs.at[i, "value"], f"{tc.plausible_min}..{tc.plausible_max} {tc.canonical_unit}")
+                Problem(f"{c} value outside its plausible range (wrong unit?)", where, int(i) + 2, "value", obs.at[i, "value"], f"{tc.plausible_min}..{tc.plausible_max} {tc.canonical_unit}")
             )
         if tc.value_type == "numeric":
-            no_value = grp.index[v.isna() & ~grp["blq"] & grp["value_text"].isna()]
-            for i in no_value:
-                problems.append(Problem(f"{code} needs a numeric value, a BLQ flag or a text result", where, int(i) + 2, "value", None, "a number"))
+            for i in labels[pos[np.isnan(v) & ~blq[pos] & text_na[pos]]]:
+                problems.append(Problem(f"{c} needs a numeric value, a BLQ flag or a text result", where, int(i) + 2, "value", None, "a number"))
     return problems
 
 
@@ -198,9 +228,18 @@ class Study:
 
     def subject(self, subject_id: str) -> Study:
         """The part of the Study about one subject."""
-        if subject_id not in set(self.subjects["subject_id"]):
+        rows = self._rows_by_subject
+        if subject_id not in rows["subjects"]:
             raise KeyError(f"no subject {subject_id!r} in study {self.study_id!r}")
-        return self.restrict([subject_id])
+        empty = np.empty(0, dtype=np.intp)
+        sel = {t: getattr(self, t).take(rows[t].get(subject_id, empty)).reset_index(drop=True) for t in TABLES}
+        return Study(**sel, meta=self.meta)
+
+    @cached_property
+    def _rows_by_subject(self) -> dict[str, dict[str, np.ndarray]]:
+        # Row positions per subject, computed once per Study: a per-subject view is then a take(), not a scan
+        # of every table (the web app and per-subject engines ask for many subjects of one large Study).
+        return {t: {str(k): v for k, v in getattr(self, t).groupby("subject_id", sort=False, observed=True).indices.items()} for t in TABLES}
 
     def restrict(self, subject_ids: Iterable[str]) -> Study:
         """The part of the Study about some subjects (row ids kept, so evidence still points at rows)."""

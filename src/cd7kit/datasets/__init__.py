@@ -5,8 +5,8 @@ The demo study ``CD7KIT-DEMO`` joins:
 - the two patients of the seed case report (Pan et al., Front Oncol; :mod:`.case_reports`), encoded
   from the published text row by row -- published data, no identifiers;
 - a SYNTHETIC NCT06849401-like cohort: 12 children screened (:mod:`.screening`), 9 enrolled across the
-  three dose levels and followed from day -7 to day +180 (:mod:`.synthetic`). Made by seeded, documented
-  generators; every row says ``synthetic`` in its ``source``.
+  three dose levels and followed to day +180 as virtual patients of :mod:`cd7kit.sim` (:mod:`.synthetic`).
+  Made by seeded, documented generators; every row says ``synthetic`` in its ``source``.
 
 No real patient data is shipped.
 """
@@ -43,7 +43,7 @@ def load_demo_study(seed: int = DEMO_SEED) -> Study:
 
     screening = screening_tables(seed=seed)
     subjects = screening["subjects"]
-    course, _ = course_tables(subjects, seed=seed)
+    course, _ = course_tables(subjects, seed=seed, observations=screening["observations"])
     cases = case_report_tables()
     tables = {t: _cat([screening.get(t), course.get(t), cases.get(t)]) for t in TABLES}
     meta = {

@@ -128,7 +128,12 @@ def _case1() -> _Rows:
     tma = hs + "'Subsequently, red cell fragments were detected on peripheral blood smear. Additional abnormal findings included elevated LDH and serum creatinine, increased requirements for red blood cell transfusion, continued ineffective platelet transfusion refractoriness, and proteinuria (2+)' (day not stated: day +3 approximated; no LDH or creatinine values given)"
     r.o(hsct + 3, "SCHISTO", None, "%", tma, value_text="present", specimen="PB")
     r.o(hsct + 3, "UPROT_DIP", 2.0, "plus", tma, value_text="2+", specimen="urine")
-    r.e(hsct + 3, "ae", "LDH increased; creatinine increased; RBC transfusion requirement increased; platelet transfusion refractoriness", tma)
+    # each clinician-stated finding of the TA-TMA work-up is its own row (kind "tma": an investigator finding with
+    # this quotation as provenance); no value is invented for them -- the text gives none
+    r.e(hsct + 3, "tma", "Elevated LDH (no value reported)", tma)
+    r.e(hsct + 3, "ae", "Creatinine increased (no value reported)", tma)
+    r.e(hsct + 3, "tma", "Increased red blood cell transfusion requirement", tma)
+    r.e(hsct + 3, "tma", "Continued platelet transfusion refractoriness", tma)
     r.e(hsct + 3, "tma", "Transplant-associated thrombotic microangiopathy", hs + "'TA-TMA was diagnosed' (by Cho et al. criteria per the Discussion)", details={"criteria": "Cho 2010", "reported_by": "authors"})
     r.i(hsct + 3, "other", hs + "'treated with rituximab, eculizumab and supportive care'", agent="rituximab + eculizumab", indication="TA-TMA")
     r.e(hsct + 6, "ae", "Hemodynamic instability", hs + "'Hemodynamic instability developed on day +6 after transplantation'")

@@ -8,7 +8,9 @@ Every reader returns a validated :class:`~cd7kit.data.Study` or raises one
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 from cd7kit.data import Study
 from cd7kit.errors import InputError, Problem
@@ -39,14 +41,23 @@ def read_study(path: str | Path, format: str = "cd7kit", mapping: str | Path | N
     raise InputError([Problem("unknown format", str(path), value=format, expected=" | ".join(READ_FORMATS))])
 
 
-def write_study(study: Study, path: str | Path, format: str = "cd7kit") -> Path:
-    """Write a study to ``path`` in one of :data:`WRITE_FORMATS` (``sdtm``: CSV, ``sdtm-xpt``: SAS XPT v5)."""
+def write_study(
+    study: Study,
+    path: str | Path,
+    format: str = "cd7kit",
+    *,
+    attestations: Iterable[Mapping[str, Any]] | None = None,
+    overrides: Iterable[Mapping[str, Any]] | None = None,
+) -> Path:
+    """Write a study to ``path`` in one of :data:`WRITE_FORMATS` (``sdtm``: CSV, ``sdtm-xpt``: SAS XPT v5).
+
+    ``attestations`` / ``overrides`` (eligibility records beyond the study's own ``meta``, e.g. those
+    stored with ``cd7kit screen attest``) feed the SDTM IE domain (:func:`cd7kit.io.sdtm.ie_records`).
+    """
     if format == "cd7kit":
         return write_cd7kit(study, path)
-    if format == "sdtm":
-        return write_sdtm(study, path, "csv")
-    if format == "sdtm-xpt":
-        return write_sdtm(study, path, "xpt")
+    if format in ("sdtm", "sdtm-xpt"):
+        return write_sdtm(study, path, "csv" if format == "sdtm" else "xpt", attestations=attestations, overrides=overrides)
     raise InputError([Problem("unknown format", str(path), value=format, expected=" | ".join(WRITE_FORMATS))])
 
 

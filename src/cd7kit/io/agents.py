@@ -51,13 +51,7 @@ class AgentTable:
 
     def agent_kind(self, *texts: str | None) -> str | None:
         """The intervention kind of the first text (CMDECOD, then CMTRT) that the table knows."""
-        for text in texts:
-            if not text:
-                continue
-            for m in self.kinds:
-                if m.matches(str(text)):
-                    return m.kind
-        return None
+        return _first_match(self.kinds, texts)
 
     def event_kind(self, category: str | None, *terms: str | None) -> str | None:
         """The event kind named by a category (AECAT) or recognised from a term, or ``None``."""
@@ -65,13 +59,18 @@ class AgentTable:
             low = str(category).strip().lower()
             if low in S.EVENT_KINDS:
                 return low
-        for text in terms:
-            if not text:
-                continue
-            for m in self.events:
-                if m.matches(str(text)):
-                    return m.kind
-        return None
+        return _first_match(self.events, terms)
+
+
+def _first_match(matchers: tuple[_Matcher, ...], texts: tuple[str | None, ...]) -> str | None:
+    """The kind of the first matcher that matches the first text any matcher knows."""
+    for text in texts:
+        if not text:
+            continue
+        for m in matchers:
+            if m.matches(str(text)):
+                return m.kind
+    return None
 
 
 def _matchers(section: dict, allowed: tuple[str, ...], where: str) -> tuple[_Matcher, ...]:

@@ -17,6 +17,8 @@ Domains (SDTMIG 3.4; mapping as in ``shared/specs/data-and-platform.md`` section
   it names a cd7kit event kind, else from the term table: crs, icans, infection, ..., else ``ae``).
 * **RS** -> ``events`` of kind ``response`` (RSSTRESC, RSCAT -> details).
 * **SUPP--** datasets carry what SDTM has no variable for (oxygen device, subject diagnosis, ...).
+* **IE** is written, never read: it is derived from the data by the eligibility engine (see
+  :func:`ie_records`), so reading it back would only repeat what the other domains say.
 
 Days: day 0 is the first CAR infusion (EX), else DM RFXSTDTC. SDTM ``--DY`` has no day 0 (SDTMIG 3.4
 section 4.4.4), so days are derived from ``--DTC`` and the reference date, or converted from ``--DY``
@@ -30,10 +32,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -48,6 +50,9 @@ from cd7kit.vocab import TestCode, Vocabulary, load_vocabulary
 
 from .agents import load_agents
 from .convert import _BLQ, canonicalise_observations
+
+if TYPE_CHECKING:  # the eligibility engine reads observations through cd7kit.io.convert: imported when used
+    from cd7kit.clinical.eligibility import CriteriaSet
 
 #: Findings domains read into (and written from) ``observations``.
 FINDINGS = ("VS", "LB", "PC", "CP", "QS", "FA")
@@ -796,6 +801,14 @@ _LABELS = {
     "QNAM": "Qualifier Variable Name",
     "QLABEL": "Qualifier Variable Label",
     "QVAL": "Data Value",
+    "IESEQ": "Sequence Number",
+    "IETESTCD": "Inclusion/Exclusion Criterion Short Name",
+    "IETEST": "Inclusion/Exclusion Criterion",
+    "IECAT": "Inclusion/Exclusion Category",
+    "IEORRES": "I/E Criterion Original Result",
+    "IESTRESC": "I/E Criterion Result in Std Format",
+    "IEDTC": "Date/Time of Collection",
+    "IEDY": "Study Day of Collection",
 }
 
 
@@ -813,6 +826,78 @@ def _present(v: Any) -> bool:
     return not _blank(v)
 
 
+#: SDTMIG v3.4 section 6.3.4: IETESTCD has at most 8 letters, digits or underscores and does not start with a digit.
+_IETESTCD = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,7}$")
+#: ... and IETEST at most 200 characters (here: UTF-8 bytes, which SAS XPT v5 counts).
+_IETEST_MAX = 200
+
+
+def _ietestcd_of(criteria: CriteriaSet) -> dict[str, str]:
+    """Criterion id -> IETESTCD (characters other than letters, digits and ``_`` become ``_``)."""
+    codes = {c.id: re.sub(r"[^A-Za-z0-9_]", "_", c.id) for c in criteria}
+    problems = [
+        Problem("the criterion id cannot be an SDTM IETESTCD", criteria.source or criteria.trial, None, "id", cid,
+                "at most 8 letters, digits or underscores, not starting with a digit (SDTMIG v3.4 section 6.3.4)")
+        for cid, code in codes.items() if not _IETESTCD.match(code)
+    ]
+    seen: dict[str, str] = {}
+    for cid, code in codes.items():
+        if code in seen:
+            problems.append(Problem(f"criteria {seen[code]} and {cid} give the same IETESTCD {code}", criteria.source or criteria.trial, None, "id", cid, "criterion ids that stay distinct"))
+        seen.setdefault(code, cid)
+    if problems:
+        raise InputError(problems)
+    return codes
+
+
+def _ietest(text: str) -> str:
+    """The criterion's verbatim text (white space folded), cut at a word with "..." beyond 200 bytes."""
+    t = " ".join(text.split())
+    if len(t.encode("utf-8")) <= _IETEST_MAX:
+        return t
+    head = t.encode("utf-8")[: _IETEST_MAX - 3].decode("utf-8", "ignore")
+    return (head.rsplit(" ", 1)[0] if " " in head else head).rstrip(" ,;:") + "..."
+
+
+def ie_records(
+    study: Study,
+    attestations: Iterable[Mapping[str, Any]] | None = None,
+    overrides: Iterable[Mapping[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """The IE (Inclusion/Exclusion Criteria Not Met) records of a study, computed by the eligibility engine.
+
+    SDTMIG v3.4 section 6.3.4 (IE): one record per criterion *not met* per subject -- an inclusion
+    criterion NOT_MET (IEORRES = IESTRESC = "N") or an exclusion criterion MET ("Y") -- at the time
+    eligibility for study entry is determined, i.e. the ``screening`` checkpoint (assumption 2: later
+    findings are protocol deviations, DV, not IE). Criteria still UNKNOWN are not exceptions and are not
+    recorded; an investigator's override counts (the final value). The criteria are those of
+    ``study.meta["trial"]`` (no trial: no records), evaluated for ``meta["trial_subjects"]`` (else every
+    subject) who reached screening. IETESTCD is the criterion id (at most 8 characters), IETEST its
+    verbatim text (at most 200; the full text stays in the criteria file), IECAT INCLUSION / EXCLUSION
+    (CDISC CT C66797); the result is NY (C66742). ``attestations`` / ``overrides`` default to the
+    study's own (``meta``). Returns rows with ``USUBJID``, ``day`` (cd7kit day of the screening
+    checkpoint) and the IE variables; :func:`sdtm_tables` adds STUDYID, DOMAIN, IESEQ, IEDTC and IEDY.
+    """
+    trial = study.meta.get("trial")
+    if not trial:
+        return []
+    from cd7kit.clinical.eligibility import load_criteria, screening_log
+    from cd7kit.clinical.eligibility.log import trial_subject_ids
+
+    cs = load_criteria(str(trial))
+    codes = _ietestcd_of(cs)
+    log = screening_log(study, cs, attestations, overrides, checkpoints=("screening",), subject_ids=trial_subject_ids(study))
+    rows = []
+    for rep in log:
+        for r in rep.reasons:  # the criteria that make the subject ineligible, in the criteria file's order
+            yn = "N" if r.category == "inclusion" else "Y"  # an inclusion criterion not met, an exclusion criterion met
+            rows.append(
+                {"USUBJID": rep.subject_id, "day": rep.checkpoint_day, "IETESTCD": codes[r.id], "IETEST": _ietest(r.criterion.text),
+                 "IECAT": r.category.upper(), "IEORRES": yn, "IESTRESC": yn}
+            )
+    return rows
+
+
 def uncarried(study: Study) -> dict[str, list[int]]:
     """Row ids per table that SDTM output cannot carry (codes without a findings-domain SDTM test code)."""
     vocab = load_vocabulary()
@@ -821,8 +906,18 @@ def uncarried(study: Study) -> dict[str, list[int]]:
     return {"observations": bad} if bad else {}
 
 
-def sdtm_tables(study: Study, study_id: str | None = None) -> dict[str, pd.DataFrame]:
-    """The Study as SDTM datasets (DM, EX, CM, findings, AE, RS and SUPP--), keyed by domain name."""
+def sdtm_tables(
+    study: Study,
+    study_id: str | None = None,
+    *,
+    attestations: Iterable[Mapping[str, Any]] | None = None,
+    overrides: Iterable[Mapping[str, Any]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """The Study as SDTM datasets (DM, EX, CM, findings, AE, RS, IE and SUPP--), keyed by domain name.
+
+    IE comes from :func:`ie_records` (with ``attestations`` / ``overrides``; none when the study names no
+    ``meta["trial"]`` or no subject fails a criterion).
+    """
     vocab = load_vocabulary()
     stid = study_id or str(study.meta.get("study_id") or "CD7KIT")
     subj = study.subjects
@@ -1015,6 +1110,11 @@ def sdtm_tables(study: Study, study_id: str | None = None) -> dict[str, pd.DataF
         )
         add_supp("AE", sid, n, {"DETAILS": "details", "SOURCE": "source"}, r)
 
+    for rec in ie_records(study, attestations, overrides):
+        sid = rec.pop("USUBJID")
+        dtc, dy = timing(sid, rec.pop("day"))
+        out.setdefault("IE", []).append({"STUDYID": stid, "DOMAIN": "IE", "USUBJID": sid, "IESEQ": next_seq("IE", sid), **rec, "IEDTC": dtc, "IEDY": dy})
+
     frames = {k: pd.DataFrame(v) for k, v in out.items()}
     if supp:
         sdf = pd.DataFrame(supp)
@@ -1023,16 +1123,27 @@ def sdtm_tables(study: Study, study_id: str | None = None) -> dict[str, pd.DataF
     return frames
 
 
-def write_sdtm(study: Study, folder: str | Path, file_format: str = "csv", study_id: str | None = None) -> Path:
+def write_sdtm(
+    study: Study,
+    folder: str | Path,
+    file_format: str = "csv",
+    study_id: str | None = None,
+    *,
+    attestations: Iterable[Mapping[str, Any]] | None = None,
+    overrides: Iterable[Mapping[str, Any]] | None = None,
+) -> Path:
     """Write a Study as SDTM datasets (``dm.csv`` ... or ``dm.xpt`` ... with ``file_format="xpt"``).
 
-    What SDTM cannot carry is listed in ``docs/data-format.md`` and by :func:`uncarried`.
+    Every dataset is computed before the first file is written, so a study that cannot be written
+    (e.g. a criterion id that is no IETESTCD) writes nothing. What SDTM cannot carry is listed in
+    ``docs/data-format.md`` and by :func:`uncarried`; ``attestations`` / ``overrides``: see :func:`ie_records`.
     """
     if file_format not in ("csv", "xpt"):
         raise InputError([Problem("unknown SDTM file format", str(folder), value=file_format, expected="csv or xpt")])
+    tables = sdtm_tables(study, study_id, attestations=attestations, overrides=overrides)
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for name, df in sdtm_tables(study, study_id).items():
+    for name, df in tables.items():
         df = df.copy()
         for c in df.columns:
             if c.endswith("SEQ") and file_format == "csv":
@@ -1052,4 +1163,4 @@ def write_sdtm(study: Study, folder: str | Path, file_format: str = "csv", study
     return folder
 
 
-__all__ = ["read_sdtm", "write_sdtm", "sdtm_tables", "uncarried", "SdtmOptions", "FINDINGS", "OBS_DOMAINS", "DOMAINS", "REQUIRED", "SPECIMEN_TO_SDTM"]
+__all__ = ["read_sdtm", "write_sdtm", "sdtm_tables", "ie_records", "uncarried", "SdtmOptions", "FINDINGS", "OBS_DOMAINS", "DOMAINS", "REQUIRED", "SPECIMEN_TO_SDTM"]

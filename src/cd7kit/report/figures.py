@@ -1,5 +1,5 @@
 """Plotly figures of a Study: the subject timeline (in the spirit of the seed case report's Figures 2
-and 4) and the study swimmer plot (specs/data-and-platform.md section 6).
+and 4), the study swimmer plot and the CAR kinetics spaghetti plot (specs/data-and-platform.md section 6).
 
 Each function takes the Study (and, where a panel shows an engine's result, that result) and returns a
 ``plotly.graph_objects.Figure``. No computation beyond selecting and drawing rows happens here.
@@ -93,7 +93,12 @@ def subject_timeline(
     _lines(fig, car[car["value"].notna()], ["CAR_COPIES", "CAR_CELLS"], 1)
     lloq = car["lloq"].dropna()
     if not lloq.empty:
-        fig.add_hline(y=float(lloq.min()), line_dash="dot", line_color="grey", annotation_text="LLOQ", row=1, col=1)
+        # A line trace, not add_hline(annotation_text=...): plotly places an hline's label at 10**y on a log
+        # axis, which stretches the axis to absurd values.
+        days = obs["day"]
+        y = float(lloq.min())
+        fig.add_trace(go.Scatter(x=[float(days.min()), float(days.max())], y=[y, y], mode="lines", name=f"LLOQ {y:g}",
+                                 line={"dash": "dot", "color": "grey"}, hoverinfo="name"), row=1, col=1)
     blq = car[car["blq"]]
     if not blq.empty:
         fig.add_trace(go.Scatter(x=blq["day"], y=blq["lloq"], mode="markers", marker_symbol="triangle-down", name="below LLOQ", marker_color="grey"), row=1, col=1)
@@ -204,4 +209,112 @@ def survival_figure(estimates: Sequence[Any], title: str = "Outcomes") -> go.Fig
     return fig
 
 
-__all__ = ["grade_bands", "subject_timeline", "swimmer_plot", "survival_figure", "TREATMENT_KINDS"]
+#: Colours of the dose-level panels of the kinetics spaghetti plot (viridis-like, colour-blind safe).
+DOSE_COLORS = ("#440154", "#31688e", "#35b779", "#fde725", "#b5de2b", "#26828e", "#6ece58")
+
+
+def kinetics_spaghetti(study: Study, code: str | None = None, subject_ids: Sequence[str] | None = None) -> go.Figure:
+    """CAR kinetics spaghetti plot by dose level (specs/data-and-platform.md section 6).
+
+    One panel per dose level (``subjects.dose_level``; subjects without one in a last "no dose level"
+    panel), one line per subject over study days (day 0 = first infusion), log y axis in the code's
+    canonical unit, a dotted line at the assay's lower limit of quantification (the lowest LLOQ recorded
+    in the panel, over the panel's days) and below-LLOQ samples as grey triangles at their LLOQ. ``code`` is ``CAR_COPIES`` (qPCR)
+    or ``CAR_CELLS`` (flow); default: CAR_COPIES if the study has it, else CAR_CELLS -- the NCA engine's
+    choice. Peripheral-blood samples only (no specimen recorded counts as blood), as in the NCA.
+    Each panel is one line trace (subjects separated by gaps), so a study of a thousand subjects stays a
+    small figure; hovering a point names its subject and Study row.
+    """
+    obs = study.observations
+    if code is None:
+        code = "CAR_COPIES" if (obs["code"] == "CAR_COPIES").any() else "CAR_CELLS"
+    s = study.series(None, code)
+    s = s[s["specimen"].isna() | (s["specimen"] == "PB")]
+    if subject_ids is not None:
+        s = s[s["subject_id"].isin(list(subject_ids))]
+    unit = load_vocabulary()[code].canonical_unit
+    levels = study.subjects.set_index("subject_id")["dose_level"]
+    lvl = s["subject_id"].map(levels)
+    panels: list[tuple[str, pd.DataFrame]] = [
+        (f"dose level {int(v)}", s[lvl == v]) for v in sorted(float(x) for x in lvl.dropna().unique())
+    ]
+    if lvl.isna().any():
+        panels.append(("no dose level", s[lvl.isna()]))
+    fig = make_subplots(
+        rows=1,
+        cols=max(1, len(panels)),
+        shared_yaxes=True,
+        horizontal_spacing=0.03,
+        subplot_titles=[f"{name} (n={g['subject_id'].nunique()})" for name, g in panels] or [code],
+    )
+    for k, (name, g) in enumerate(panels, start=1):
+        color = DOSE_COLORS[(k - 1) % len(DOSE_COLORS)] if name != "no dose level" else "#7f7f7f"
+        xs: list[Any] = []
+        ys: list[Any] = []
+        cd: list[Any] = []
+        q = g[g["value"].notna() & (g["value"] > 0)]
+        for sid, one in q.groupby("subject_id", sort=True):
+            xs += [*one["day"].tolist(), None]
+            ys += [*one["value"].tolist(), None]
+            cd += [*([sid, int(r)] for r in one["row_id"]), [None, None]]
+        fig.add_trace(
+            go.Scatter(
+                x=xs,
+                y=ys,
+                mode="lines+markers",
+                line={"color": color, "width": 1.5},
+                marker={"size": 5, "color": color},
+                name=name,
+                customdata=cd,
+                connectgaps=False,
+                hovertemplate=f"%{{customdata[0]}}<br>day %{{x}}<br>{code} %{{y}} {unit}<br>row %{{customdata[1]}}<extra>{name}</extra>",
+            ),
+            row=1,
+            col=k,
+        )
+        blq = g[g["blq"].fillna(False).astype(bool) & g["lloq"].notna()]
+        if not blq.empty:
+            fig.add_trace(
+                go.Scatter(
+                    x=blq["day"],
+                    y=blq["lloq"],
+                    mode="markers",
+                    marker={"symbol": "triangle-down", "color": "grey", "size": 7},
+                    name="below LLOQ",
+                    legendgroup="blq",
+                    showlegend=k == 1,
+                    customdata=np.stack([blq["subject_id"], blq["row_id"]], axis=1),
+                    hovertemplate="%{customdata[0]}<br>day %{x}: below LLOQ (%{y})<br>row %{customdata[1]}<extra></extra>",
+                ),
+                row=1,
+                col=k,
+            )
+        lloq = g["lloq"].dropna()
+        if not lloq.empty:
+            # a line trace, not a shape: a shape's annotation on a log axis is placed at 10**y
+            y = float(lloq.min())
+            fig.add_trace(
+                go.Scatter(
+                    x=[float(g["day"].min()), float(g["day"].max())],
+                    y=[y, y],
+                    mode="lines",
+                    line={"dash": "dot", "color": "grey", "width": 1},
+                    name="LLOQ",
+                    legendgroup="lloq",
+                    showlegend=k == 1,
+                    hovertemplate=f"LLOQ {y:g} {unit}<extra></extra>",
+                ),
+                row=1,
+                col=k,
+            )
+        fig.update_xaxes(title_text="day (day 0 = first infusion)", row=1, col=k)
+    if not panels:
+        fig.add_annotation(text=f"no {code} observations", xref="paper", yref="paper", x=0.5, y=0.5, showarrow=False)
+    fig.update_yaxes(type="log", row=1, col=1, title_text=f"{code} ({unit}, log scale)")
+    for k in range(2, len(panels) + 1):
+        fig.update_yaxes(type="log", row=1, col=k)
+    fig.update_layout(title=f"CAR kinetics by dose level ({code})", height=460, legend={"orientation": "h"}, margin={"l": 70, "r": 20, "t": 70, "b": 50})
+    return fig
+
+
+__all__ = ["grade_bands", "kinetics_spaghetti", "subject_timeline", "swimmer_plot", "survival_figure", "TREATMENT_KINDS", "DOSE_COLORS"]

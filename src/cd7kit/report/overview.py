@@ -11,12 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from cd7kit.clinical.eligibility.log import trial_subject_ids
 from cd7kit.data import Study, jsonable
-
-
-def trial_subject_ids(study: Study) -> list[str]:
-    """The trial's subjects: ``meta["trial_subjects"]`` when given, else every subject."""
-    return list(study.meta.get("trial_subjects") or study.subject_ids)
 
 
 @dataclass(frozen=True)

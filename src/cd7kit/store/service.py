@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +29,7 @@ from typing import Any, cast
 import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, Table, func, insert, select, text, update
+from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import Session
 
 from cd7kit import __version__
@@ -37,7 +39,7 @@ from cd7kit.data.study import TABLES
 from cd7kit.errors import Cd7kitError, ConflictError, InputError, NotFoundError, Problem
 
 from . import hashing as H
-from .db import make_engine, migrate, redact, resolve_url
+from .db import ENV_VAR, make_engine, migrate, redact, resolve_url
 from .models import DATA_TABLES, Annotation, AuditRecord, Dataset, StudyVersion, User
 
 #: Roles of user accounts (DESIGN.md "Storage, security and scale").
@@ -656,6 +658,15 @@ class Store:
                 raise NotFoundError(f"study {study_id!r} is not stored in {self.url}")
             return [_version_dict(v, counts) for v in rows]
 
+    def latest_version(self, study_id: str) -> int:
+        """The number of a study's latest stored version (:class:`NotFoundError` if none): one indexed query,
+        cheap enough to ask on every web request to know whether cached results are still current."""
+        with self.engine.connect() as conn:
+            v = conn.execute(select(func.max(StudyVersion.version)).where(StudyVersion.study_id == study_id)).scalar()
+        if v is None:
+            raise NotFoundError(f"study {study_id!r} is not stored in {self.url}")
+        return int(v)
+
     # -- annotations -------------------------------------------------------------------------
     def add_annotation(
         self,
@@ -1024,10 +1035,35 @@ def open_store(url: str | None = None) -> Store:
     ``None`` -> ``$CD7KIT_DATABASE_URL`` -> a SQLite file in the user data directory; a plain path is a
     SQLite file; ``postgresql://...`` uses psycopg 3.
     """
-    resolved = resolve_url(url)
-    engine = make_engine(resolved)
+    try:
+        resolved = resolve_url(url)
+    except OSError as exc:  # the folder of a SQLite file cannot be made
+        raise InputError([Problem(f"cannot create the database file's folder ({exc.strerror})", column="--db", value=str(url or os.environ.get(ENV_VAR, "")), expected=URL_FORMS)]) from None
+    try:
+        engine = make_engine(resolved)
+    except ArgumentError as exc:  # an unknown scheme or driver, or a malformed URL
+        raise InputError([Problem(f"not a database URL cd7kit can open ({exc})", column="--db", value=_shown_url(resolved), expected=URL_FORMS)]) from None
+    try:
+        with engine.connect():
+            pass
+    except OperationalError as exc:
+        engine.dispose()
+        reason = " ".join(str(exc.orig).split())
+        raise InputError([Problem(f"cannot connect to the database ({reason})", column="--db", value=_shown_url(resolved), expected=URL_FORMS)]) from None
     migrate(engine)
     return Store(engine, resolved)
+
+
+#: What ``--db`` / ``open_store`` accept (named in the error for a URL that cannot be used).
+URL_FORMS = "a SQLite file path, sqlite:///FILE, or postgresql://USER[:PASSWORD]@HOST[:PORT]/DATABASE of a reachable server"
+
+
+def _shown_url(url: str) -> str:
+    """``url`` with any password hidden (only the scheme when it cannot even be parsed)."""
+    try:
+        return redact(url)
+    except ArgumentError:
+        return url.split("://", 1)[0] + "://..."
 
 
 __all__ = [

@@ -8,28 +8,37 @@ so the app works offline. See :mod:`cd7kit.web.security` for sessions, CSRF, rat
 
 from __future__ import annotations
 
+import math
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Any
 
 import pandas as pd
-from fastapi import Depends, FastAPI, Form, HTTPException, Request
+from fastapi import Depends, FastAPI, Form, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from markupsafe import Markup
 
 from cd7kit import __version__
 from cd7kit.data import Study, jsonable
 from cd7kit.errors import Cd7kitError, NotFoundError
 from cd7kit.report.figures import grade_bands, subject_timeline, survival_figure, swimmer_plot
-from cd7kit.report.overview import study_overview
+from cd7kit.report.overview import study_overview, trial_subject_ids
 from cd7kit.store import Store
 
 from .security import IDENTIFYING_COLUMNS, LoginLimiter, Session, SessionStore, allowed, csrf_ok
+from .workflows import WebContext, register_workflows, screening_records
 
 SESSION_COOKIE = "cd7kit_session"
 LOGIN_CSRF_COOKIE = "cd7kit_login_csrf"
+#: Placeholder for the session's CSRF token in page fragments that are cached across users.
+CSRF_SLOT = "__cd7kit_csrf_slot__"
+SUBJECTS_PER_PAGE = 50
 
 
 def _plotly_js() -> Path:
@@ -39,38 +48,63 @@ def _plotly_js() -> Path:
 
 
 class StudyCache:
-    """Loads the served study from the store once per stored version, and keeps the engines' results for
-    that version: they are pure functions of the Study, so a new version is the only reason to recompute."""
+    """The served study, loaded once per stored version, and what is computed from it for that version.
 
-    def __init__(self, store: Store, study_id: str):
-        self.store, self.study_id = store, study_id
-        self._key: Any = None
+    Engine results and rendered page fragments are pure functions of the Study, so a new stored version is
+    the only reason to recompute them. They are kept in a bounded LRU (``max_results`` entries), and keyed
+    by version, so a result computed for an old version is never served for a new one. Concurrent requests
+    for a result not yet computed wait for the one computation instead of repeating it (single flight).
+    """
+
+    def __init__(self, store: Store, study_id: str, max_results: int = 512):
+        self.store, self.study_id, self.max_results = store, study_id, max_results
+        self._key: int | None = None
         self._study: Study | None = None
-        self._results: dict[str, Any] = {}
+        self._results: OrderedDict[tuple[int, str], Any] = OrderedDict()
+        self._pending: dict[tuple[int, str], threading.Event] = {}
         self._lock = threading.Lock()
 
     def get(self) -> Study:
-        versions = self.store.versions(self.study_id)
-        if not versions:
-            raise NotFoundError(f"no study {self.study_id!r} in the database")
-        key = versions[-1].get("version")
+        """The current version of the study (one cheap query to learn whether it changed)."""
+        key = self.store.latest_version(self.study_id)
         with self._lock:
             if self._study is None or key != self._key:
                 self._study = self.store.load_study(self.study_id)
                 self._key = key
-                self._results = {}
+                self._results.clear()
             return self._study
+
+    @property
+    def version(self) -> int | None:
+        return self._key
 
     def result(self, name: str, compute: Callable[[Study], Any]) -> Any:
         """``compute(study)`` for the current version, computed once."""
         study = self.get()
-        with self._lock:
-            if name in self._results:
-                return self._results[name]
-        value = compute(study)
-        with self._lock:
-            self._results[name] = value
-        return value
+        k = (int(self._key or 0), name)
+        while True:
+            with self._lock:
+                if k in self._results:
+                    self._results.move_to_end(k)
+                    return self._results[k]
+                gate = self._pending.get(k)
+                owner = gate is None
+                if gate is None:
+                    gate = self._pending[k] = threading.Event()
+            if not owner:
+                gate.wait()
+                continue  # the owner stored the result, or failed and the next caller computes it
+            try:
+                value = compute(study)
+                with self._lock:
+                    self._results[k] = value
+                    while len(self._results) > self.max_results:
+                        self._results.popitem(last=False)
+                return value
+            finally:
+                with self._lock:
+                    self._pending.pop(k, None)
+                gate.set()
 
 
 def deidentify(df: pd.DataFrame) -> pd.DataFrame:
@@ -118,9 +152,7 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
     def plotly_js() -> FileResponse:
         return FileResponse(_plotly_js(), media_type="application/javascript")
 
-    @app.get("/static/app.css", include_in_schema=False)
-    def css() -> FileResponse:
-        return FileResponse(str(resources.files("cd7kit.web") / "static" / "app.css"), media_type="text/css")
+    app.mount("/static", StaticFiles(directory=str(resources.files("cd7kit.web") / "static")), name="static")
 
     # -- login ----------------------------------------------------------------------------------
     @app.get("/login", response_class=HTMLResponse, include_in_schema=False)
@@ -169,24 +201,81 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
         return resp
 
     # -- pages ----------------------------------------------------------------------------------
-    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
-    def overview(request: Request, s: Session = Depends(page_user)) -> HTMLResponse:
-        study = studies.get()
+    # Page content is rendered once per study version and role into a fragment (LRU-cached with the
+    # engine results); a request then only renders the frame around it. Forms in a cached fragment carry
+    # CSRF_SLOT, replaced by the session's own token when the page is sent.
+    def fragment(key: str, s: Session, template: str, build: Callable[[Study], dict[str, Any]]) -> Markup:
+        def compute(st: Study) -> str:
+            stand_in = SimpleNamespace(role=s.role, csrf=CSRF_SLOT)
+            return templates.get_template(template).render(user=stand_in, study_id=study_id, **build(st))
+
+        html: str = studies.result(f"html:{key}:{s.role}", compute)
+        return Markup(html.replace(CSRF_SLOT, s.csrf))
+
+    def page(request: Request, s: Session, title: str, *parts: Markup) -> HTMLResponse:
+        return render(request, "page.html", s, title=title, main=Markup("").join(parts))
+
+    def overview_context(st: Study) -> dict[str, Any]:
         ov = studies.result("overview", study_overview)
-        summary, grades, escalation = ov.summary, ov.grading, ov.escalation.to_dict()
-        flow = None if ov.screening is None else ov.screening.to_dict()
-        subjects = study.subjects if allowed(s.role, "view_identifying") else deidentify(study.subjects)
+        grades = ov.grading
+        infused = set(st.infusions()["subject_id"])
         by_level: dict[str, dict[str, list[Any]]] = {}
-        infused = set(study.infusions()["subject_id"])
-        for r in study.subjects[study.subjects["subject_id"].isin(infused)].sort_values("dose_level").to_dict("records"):
+        for r in st.subjects[st.subjects["subject_id"].isin(infused)].sort_values("dose_level").to_dict("records"):
             g = grades.get(r["subject_id"], {})
             level = "no dose level" if pd.isna(r["dose_level"]) else f"level {int(r['dose_level'])}"
             by_level.setdefault(level, {"crs": [], "icans": []})
             by_level[level]["crs"].append(g.get("max_crs"))
             by_level[level]["icans"].append(g.get("max_icans"))
-        swimmer = studies.result("swimmer", lambda st: swimmer_plot(st, {k: v.get("max_crs") for k, v in grades.items()}).to_json())
-        return render(request, "overview.html", s, summary=summary, subjects=subjects.to_dict("records"), swimmer=swimmer,
-                      grades=grades, by_level=by_level, escalation=escalation, flow=flow)
+        rows = jsonable(st.subjects.to_dict("records"))
+        for r in rows:
+            g = grades.get(r["subject_id"], {})
+            r["max_crs"], r["max_icans"] = g.get("max_crs"), g.get("max_icans")
+        return {
+            "summary": ov.summary,
+            "escalation": jsonable(ov.escalation.to_dict()),
+            "by_level": by_level,
+            "rows": rows,
+        }
+
+    def screening_flow_of(st: Study, att: list[dict[str, Any]], ovr: list[dict[str, Any]]) -> dict[str, Any] | None:
+        if not st.meta.get("trial"):
+            return None
+        from cd7kit.clinical.eligibility import screening_flow
+
+        flow: dict[str, Any] = jsonable(screening_flow(st, str(st.meta["trial"]), att, ovr, subject_ids=trial_subject_ids(st)).to_dict())
+        return flow
+
+    def subjects_page(rows: list[dict[str, Any]], number: int, role: str) -> dict[str, Any]:
+        n_pages = max(1, math.ceil(len(rows) / SUBJECTS_PER_PAGE))
+        number = min(max(1, number), n_pages)
+        shown = rows[(number - 1) * SUBJECTS_PER_PAGE : number * SUBJECTS_PER_PAGE]
+        if not allowed(role, "view_identifying"):
+            shown = [{k: v for k, v in r.items() if k not in IDENTIFYING_COLUMNS} for r in shown]
+        return {"rows": shown, "page": number, "n_pages": n_pages, "n_rows": len(rows)}
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    def overview(request: Request, page_number: Annotated[int, Query(alias="page", ge=1)] = 1, s: Session = Depends(page_user)) -> HTMLResponse:
+        ctx = studies.result("overview:context", overview_context)
+        number = subjects_page(ctx["rows"], page_number, s.role)["page"]
+        # The screening flow also counts attestations and overrides recorded in the store since the version.
+        att, ovr, stamp = screening_records(store, study_id, studies.get())
+        flow = studies.result(f"overview:flow:{stamp}", lambda st: screening_flow_of(st, att, ovr))
+        main = fragment(f"overview:{stamp}:{number}", s, "_overview.html", lambda st: {**ctx, "flow": flow, **subjects_page(ctx["rows"], number, s.role)})
+        return page(request, s, "Overview", main)
+
+    @app.get("/fragments/subjects", response_class=HTMLResponse, include_in_schema=False)
+    def subjects_fragment(page_number: Annotated[int, Query(alias="page", ge=1)] = 1, s: Session = Depends(page_user)) -> HTMLResponse:
+        ctx = studies.result("overview:context", overview_context)
+        number = subjects_page(ctx["rows"], page_number, s.role)["page"]
+        return HTMLResponse(fragment(f"subjects:{number}", s, "_subjects_table.html", lambda st: subjects_page(ctx["rows"], number, s.role)))
+
+    @app.get("/figures/swimmer.json", include_in_schema=False)
+    def swimmer_figure(s: Session = Depends(api_user)) -> Response:
+        def build(st: Study) -> str:
+            grades = studies.result("overview", study_overview).grading
+            return str(swimmer_plot(st, {k: v.get("max_crs") for k, v in grades.items()}).to_json())
+
+        return Response(studies.result("figure:swimmer", build), media_type="application/json")
 
     @app.get("/subjects/{subject_id}", response_class=HTMLResponse, include_in_schema=False)
     def subject_page(request: Request, subject_id: str, s: Session = Depends(page_user)) -> HTMLResponse:
@@ -195,20 +284,22 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
         study = studies.get()
         if subject_id not in study.subject_ids:
             raise HTTPException(status_code=404, detail=f"no subject {subject_id!r}")
-        sub = study.subject(subject_id)
 
-        def timeline(st: Study) -> tuple[list[dict[str, Any]], str]:
-            graded = grade_all(st.subject(subject_id), systems=("crs", "icans"))
-            res = [r.to_dict() for r in graded["crs"] + graded["icans"]]
-            return res, subject_timeline(st, subject_id, grade_bands=grade_bands(res)).to_json()
+        def build(st: Study) -> dict[str, Any]:
+            sub = st.subject(subject_id)
+            graded = grade_all(sub, systems=("crs", "icans"))
+            results = [r.to_dict() for r in graded["crs"] + graded["icans"]]
+            fig = subject_timeline(st, subject_id, grade_bands=grade_bands(results)).to_json()
+            shown = sub.subjects if allowed(s.role, "view_identifying") else deidentify(sub.subjects)
+            return {"subject_id": subject_id, "timeline": fig, "events": jsonable(sub.events.sort_values("day").to_dict("records")),
+                    "subject": jsonable(shown.iloc[0].to_dict()), "grades": jsonable(results), "can_adjudicate": allowed(s.role, "adjudicate")}
 
-        results, fig_json = studies.result(f"timeline:{subject_id}", timeline)
-        events = sub.events.sort_values("day")
-        row = study.subjects[study.subjects["subject_id"] == subject_id]
-        shown = row if allowed(s.role, "view_identifying") else deidentify(row)
-        return render(request, "subject.html", s, subject_id=subject_id, timeline=fig_json, events=events.to_dict("records"),
-                      subject=jsonable(shown.iloc[0].to_dict()), grades=results,
-                      adjudications=store.annotations(study_id, kind="dlt_adjudication", subject_id=subject_id), can_adjudicate=allowed(s.role, "adjudicate"))
+        main = fragment(f"subject:{subject_id}", s, "_subject.html", build)
+        return page(request, s, subject_id, main, Markup(adjudications_html(subject_id)))
+
+    def adjudications_html(subject_id: str) -> str:
+        return templates.get_template("_adjudications.html").render(
+            adjudications=store.annotations(study_id, kind="dlt_adjudication", subject_id=subject_id))
 
     @app.get("/api/subjects/{subject_id}/grades", summary="ASTCT CRS and ICANS grades with evidence")
     def api_grades(subject_id: str, s: Session = Depends(api_user)) -> dict[str, Any]:
@@ -245,16 +336,20 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
         if ev.empty:
             raise HTTPException(status_code=404, detail=f"no event row {event_row} for {subject_id}")
         store.add_annotation(study_id, "dlt_adjudication", subject_id, f"event:{event_row}", {"decision": decision, "event": jsonable(ev.iloc[0].to_dict())}, s.username, s.role, reason, source="web")
+        if request.headers.get("HX-Request"):  # HTMX swaps in the updated list; a plain form reloads the page
+            return HTMLResponse(adjudications_html(subject_id))
         return RedirectResponse(f"/subjects/{subject_id}", status_code=303)
 
     @app.get("/outcomes", response_class=HTMLResponse, include_in_schema=False)
     def outcomes_page(request: Request, s: Session = Depends(page_user)) -> HTMLResponse:
         from cd7kit.clinical.outcomes import cumulative_incidence, kaplan_meier
 
-        study = studies.get()
-        surv = survival_figure([kaplan_meier(study, "os"), kaplan_meier(study, "efs")], "Overall and event-free survival")
-        cir = survival_figure([cumulative_incidence(study)], "Cumulative incidence of relapse (death without relapse competing)")
-        return render(request, "outcomes.html", s, survival=surv.to_json(), cir=cir.to_json())
+        def build(st: Study) -> dict[str, Any]:
+            surv = survival_figure([kaplan_meier(st, "os"), kaplan_meier(st, "efs")], "Overall and event-free survival")
+            cir = survival_figure([cumulative_incidence(st)], "Cumulative incidence of relapse (death without relapse competing)")
+            return {"survival": surv.to_json(), "cir": cir.to_json()}
+
+        return render(request, "outcomes.html", s, **studies.result("outcomes:figures", build))
 
     @app.get("/api/outcomes/{endpoint}", summary="Kaplan-Meier (os, efs) or cumulative incidence (cir) with evidence")
     def api_outcomes(endpoint: str, s: Session = Depends(api_user)) -> dict[str, Any]:
@@ -304,6 +399,14 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    def warm() -> None:
+        """Compute the overview's engine results for the current version (``cd7kit serve`` calls this in the
+        background at start, so the first visitor does not wait for a whole study's grading)."""
+        studies.result("overview:context", overview_context)
+
+    # screening, kinetics and signed escalation decisions (cd7kit.web.workflows)
+    register_workflows(app, WebContext(store, study_id, studies, templates, render, page_user, api_user, need, limiter))
+    app.state.warm = warm
     return app
 
 

@@ -23,7 +23,11 @@ PERMISSIONS: dict[str, frozenset[str]] = {
     "view_identifying": frozenset({"admin", "investigator", "coordinator", "monitor"}),
     "view_audit": frozenset({"admin", "monitor"}),
     "adjudicate": frozenset({"admin", "investigator"}),
-    "screen_write": frozenset({"admin", "investigator", "coordinator"}),
+    # eligibility: coordinators record attestations (consent, checklist judgements); only investigators
+    # replace a computed result (an override, always with a reason)
+    "attest": frozenset({"admin", "investigator", "coordinator"}),
+    "override": frozenset({"admin", "investigator"}),
+    # electronic signatures (dose-escalation decisions): investigators, re-entering the password
     "sign": frozenset({"admin", "investigator"}),
 }
 
