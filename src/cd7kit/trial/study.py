@@ -181,17 +181,23 @@ class EscalationState:
         )
 
 
-def _followup(study: Study, sid: str) -> float | None:
-    days: list[float] = []
+def _followup_days(study: Study) -> dict[str, float]:
+    """Each subject's last study day with any record (observation, event, intervention start or end), or
+    the per-subject ``data_cutoff_day`` of the Study's meta when later: one group-by per table, not one
+    scan per subject."""
+    parts = []
     for tname, col in (("observations", "day"), ("events", "day"), ("interventions", "start_day"), ("interventions", "end_day")):
         t = getattr(study, tname)
-        v = t.loc[t["subject_id"] == sid, col].dropna()
-        if len(v):
-            days.append(float(v.max()))
+        if len(t):
+            parts.append(t[["subject_id", col]].rename(columns={col: "day"}).dropna())
+    last: dict[str, float] = {}
+    if parts:
+        last = {str(k): float(v) for k, v in pd.concat(parts).groupby("subject_id", observed=True)["day"].max().items()}
     cutoff = study.meta.get("data_cutoff_day") if isinstance(study.meta, Mapping) else None
-    if isinstance(cutoff, Mapping) and sid in cutoff:
-        days.append(float(cutoff[sid]))
-    return max(days) if days else None
+    if isinstance(cutoff, Mapping):
+        for sid, day in cutoff.items():
+            last[str(sid)] = max(float(day), last.get(str(sid), float("-inf")))
+    return last
 
 
 def escalation_state(
@@ -235,6 +241,7 @@ def escalation_state(
     dlt_rows = ev_tab[dlt.is_dlt(ev_tab)]
     evidence: list[Evidence] = []
     doses: list[DoseState] = []
+    followup = _followup_days(study)
     for level in range(1, ndose + 1):
         s_ids = list(dosed.loc[dosed["dose_level"] == level, "subject_id"])
         with_dlt: list[str] = []
@@ -250,7 +257,7 @@ def escalation_state(
                              f"DLT at dose level {level} on day {first['day']:g} ({first.get('term')}, grade {first.get('grade')})")
                 )
             else:
-                fu = _followup(study, sid)
+                fu = followup.get(sid)
                 if fu is None or fu < dlt.window_days:
                     pend.append(0.0 if fu is None else max(fu, 0.0))
                     missing.append(f"subject {sid} (dose level {level}) has {0 if fu is None else fu:g} of {dlt.window_days:g} days of DLT follow-up")

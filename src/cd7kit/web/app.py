@@ -8,6 +8,7 @@ so the app works offline. See :mod:`cd7kit.web.security` for sessions, CSRF, rat
 
 from __future__ import annotations
 
+import gc
 import math
 import threading
 from collections import OrderedDict
@@ -69,6 +70,8 @@ class StudyCache:
         key = self.store.latest_version(self.study_id)
         with self._lock:
             if self._study is None or key != self._key:
+                # the previous version's objects may have been frozen (see freeze): let the collector see them
+                gc.unfreeze()
                 self._study = self.store.load_study(self.study_id)
                 self._key = key
                 self._results.clear()
@@ -77,6 +80,17 @@ class StudyCache:
     @property
     def version(self) -> int | None:
         return self._key
+
+    @staticmethod
+    def freeze() -> None:
+        """Move everything alive now out of the cyclic collector's reach (``gc.freeze``).
+
+        A warmed cache holds a whole study's engine results: hundreds of thousands of long-lived objects that
+        every full collection would scan again (about 0.15 s for a 1,000-subject study), stalling every
+        request in flight. Frozen objects are still freed by reference counting; a new version unfreezes.
+        """
+        gc.collect()
+        gc.freeze()
 
     def result(self, name: str, compute: Callable[[Study], Any]) -> Any:
         """``compute(study)`` for the current version, computed once."""
@@ -403,6 +417,7 @@ def create_app(store: Store, study_id: str, *, secure_cookies: bool = True) -> F
         """Compute the overview's engine results for the current version (``cd7kit serve`` calls this in the
         background at start, so the first visitor does not wait for a whole study's grading)."""
         studies.result("overview:context", overview_context)
+        studies.freeze()
 
     # screening, kinetics and signed escalation decisions (cd7kit.web.workflows)
     register_workflows(app, WebContext(store, study_id, studies, templates, render, page_user, api_user, need, limiter))
