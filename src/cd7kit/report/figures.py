@@ -44,6 +44,24 @@ _COLORS = {
     "hsct": "#2ca02c",
 }
 GRADE_COLORS = {0: "rgba(0,0,0,0)", 1: "#fde725", 2: "#f89540", 3: "#cc4778", 4: "#7e03a8", 5: "#0d0887"}
+#: A measurement line is broken where more than this many days pass without a measurement: a line drawn
+#: across weeks without data (e.g. a fever on day 30 and another after transplant on day 64) would show a
+#: course that was never observed. The markers are always drawn.
+MAX_LINE_GAP_DAYS = 14.0
+
+
+def break_gaps(s: pd.DataFrame, max_gap: float = MAX_LINE_GAP_DAYS) -> pd.DataFrame:
+    """Rows sorted by ``day`` with an all-missing row inserted wherever consecutive days are more than
+    ``max_gap`` apart, so that plotly (``connectgaps`` off) breaks the line there."""
+    s = s.sort_values("day").reset_index(drop=True)
+    day = s["day"].to_numpy(dtype=float)
+    gaps = np.flatnonzero(np.diff(day) > max_gap)
+    if not len(gaps):
+        return s
+    out = s.reindex(np.insert(np.arange(len(s)), gaps + 1, -1))  # label -1: an all-missing row
+    filler = (out.index == -1)
+    out.loc[filler, "day"] = (day[gaps] + day[gaps + 1]) / 2
+    return out.reset_index(drop=True)
 
 
 def _lines(fig: go.Figure, obs: pd.DataFrame, codes: Sequence[str], row: int, specimen: str | None = None) -> None:
@@ -52,15 +70,16 @@ def _lines(fig: go.Figure, obs: pd.DataFrame, codes: Sequence[str], row: int, sp
         s = obs[obs["code"] == code]
         if specimen is not None:
             s = s[s["specimen"] == specimen]
-        s = s.sort_values("day")
         if s.empty:
             continue
+        s = break_gaps(s)
         unit = vocab[code].canonical_unit
         fig.add_trace(
             go.Scatter(
                 x=s["day"],
                 y=s["value"],
                 mode="lines+markers",
+                connectgaps=False,
                 name=f"{code} ({unit})",
                 customdata=np.stack([s["row_id"], s["source"].fillna("")], axis=1),
                 hovertemplate=f"day %{{x}}<br>{code} %{{y}} {unit}<br>row %{{customdata[0]}}<extra>%{{customdata[1]}}</extra>",
@@ -73,6 +92,16 @@ def _lines(fig: go.Figure, obs: pd.DataFrame, codes: Sequence[str], row: int, sp
 def grade_bands(results: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
     """Per-day grades of graded results (``Result.to_dict()`` with ``details.days``), keyed by upper-case name."""
     return {str(r["name"]).upper(): list((r.get("details") or {}).get("days", [])) for r in results}
+
+
+#: The measurement panels of the subject timeline, top to bottom (the treatment strip follows).
+_TIMELINE_PANEL_CODES = (
+    ("CAR_COPIES", "CAR_CELLS"),
+    ("BM_BLASTS", "PB_BLASTS", "MRD_FLOW", "CSF_BLASTS"),
+    ("TEMP",),
+    ("IL6", "IFNG", "IL10", "MCP1", "IL18"),
+    ("ANC", "PLT"),
+)
 
 
 def subject_timeline(
@@ -89,8 +118,9 @@ def subject_timeline(
     obs = s.observations
     titles = ("CAR kinetics (log)", "Blasts and MRD (%)", "Temperature (degC)", "Cytokines (pg/mL)", "ANC and platelets (10^9/L)", "Treatments")
     fig = make_subplots(rows=6, cols=1, shared_xaxes=True, vertical_spacing=0.03, subplot_titles=titles, row_heights=[0.2, 0.14, 0.14, 0.16, 0.16, 0.2])
-    car = obs[obs["code"].isin(["CAR_COPIES", "CAR_CELLS"])]
-    _lines(fig, car[car["value"].notna()], ["CAR_COPIES", "CAR_CELLS"], 1)
+    car_codes, blast_codes, temp_codes, cytokine_codes, count_codes = _TIMELINE_PANEL_CODES
+    car = obs[obs["code"].isin(car_codes)]
+    _lines(fig, car[car["value"].notna()], car_codes, 1)
     lloq = car["lloq"].dropna()
     if not lloq.empty:
         # A line trace, not add_hline(annotation_text=...): plotly places an hline's label at 10**y on a log
@@ -103,11 +133,11 @@ def subject_timeline(
     if not blq.empty:
         fig.add_trace(go.Scatter(x=blq["day"], y=blq["lloq"], mode="markers", marker_symbol="triangle-down", name="below LLOQ", marker_color="grey"), row=1, col=1)
     fig.update_yaxes(type="log", row=1, col=1)
-    _lines(fig, obs, ["BM_BLASTS", "PB_BLASTS", "MRD_FLOW", "CSF_BLASTS"], 2)
-    _lines(fig, obs, ["TEMP"], 3)
+    _lines(fig, obs, blast_codes, 2)
+    _lines(fig, obs, temp_codes, 3)
     fig.add_hline(y=38.0, line_dash="dot", line_color="red", row=3, col=1)
-    _lines(fig, obs, ["IL6", "IFNG", "IL10", "MCP1", "IL18"], 4)
-    _lines(fig, obs, ["ANC", "PLT"], 5)
+    _lines(fig, obs, cytokine_codes, 4)
+    _lines(fig, obs, count_codes, 5)
     for k, (name, bands) in enumerate((grade_bands or {}).items()):
         for b in bands:
             g = int(b.get("grade") or 0)
@@ -150,6 +180,16 @@ def subject_timeline(
         hi = float(days.max()) + 3.0 if len(days) else 30.0
         day_range = (lo, max(hi, 30.0))
     fig.update_xaxes(range=list(day_range))
+    shown = obs[obs["value"].notna() & obs["day"].between(*day_range)]
+    for row, codes in enumerate(_TIMELINE_PANEL_CODES, start=1):
+        if not shown["code"].isin(codes).any():
+            # an empty panel says so, instead of an axis autoscaled around points outside the window
+            n = int(obs["code"].isin(codes).sum())
+            # paper coordinates: plotly.js does not draw a subplot without traces, so "y4 domain" would not resolve
+            lo, hi = fig.layout[f"yaxis{'' if row == 1 else row}"].domain
+            fig.add_annotation(text="no measurement in the days shown" + (f" ({n} outside)" if n else ""), xref="paper",
+                               yref="paper", x=0.5, y=(lo + hi) / 2, showarrow=False, font={"color": "grey"})
+            fig.update_yaxes(showticklabels=False, showgrid=False, row=row, col=1)
     fig.update_xaxes(title_text="day (day 0 = first infusion)", row=6, col=1)
     fig.update_layout(height=1200, title=f"{subject_id}", barmode="overlay", legend={"orientation": "h"}, margin={"l": 60, "r": 20, "t": 60, "b": 40})
     return fig
