@@ -162,6 +162,29 @@ def _rhs_one(t, y, q, out):  # pragma: no cover - compiled
     out[6] = r_L * Ln + mu * L
 
 
+@njit(cache=True)
+def _rk4_step(t, h, y, q, ext, k1, k2, k3, k4, tmp):  # pragma: no cover - compiled
+    """One classical Runge-Kutta step of the CK7 system in place; states stay non-negative and the two blast
+    compartments (5, 6) are set to 0 below the extinction level ``ext`` (``L_extinct``)."""
+    _rhs_one(t, y, q, k1)
+    for s in range(7):
+        tmp[s] = y[s] + h / 2 * k1[s]
+    _rhs_one(t + h / 2, tmp, q, k2)
+    for s in range(7):
+        tmp[s] = y[s] + h / 2 * k2[s]
+    _rhs_one(t + h / 2, tmp, q, k3)
+    for s in range(7):
+        tmp[s] = y[s] + h * k3[s]
+    _rhs_one(t + h, tmp, q, k4)
+    for s in range(7):
+        v = y[s] + h / 6 * (k1[s] + 2 * k2[s] + 2 * k3[s] + k4[s])
+        y[s] = v if v > 0.0 else 0.0
+    if y[5] < ext:
+        y[5] = 0.0
+    if y[6] < ext:
+        y[6] = 0.0
+
+
 @njit(cache=True, parallel=True)
 def _integrate(Q, Y0, dose_step, dose_amt, rec_step, n_steps, dt, t_start):  # pragma: no cover - compiled
     n = Q.shape[0]
@@ -187,24 +210,7 @@ def _integrate(Q, Y0, dose_step, dose_amt, rec_step, n_steps, dt, t_start):  # p
                 ri += 1
             if k == n_steps:
                 break
-            t = t_start + k * dt
-            _rhs_one(t, y, q, k1)
-            for s in range(7):
-                tmp[s] = y[s] + dt / 2 * k1[s]
-            _rhs_one(t + dt / 2, tmp, q, k2)
-            for s in range(7):
-                tmp[s] = y[s] + dt / 2 * k2[s]
-            _rhs_one(t + dt / 2, tmp, q, k3)
-            for s in range(7):
-                tmp[s] = y[s] + dt * k3[s]
-            _rhs_one(t + dt, tmp, q, k4)
-            for s in range(7):
-                v = y[s] + dt / 6 * (k1[s] + 2 * k2[s] + 2 * k3[s] + k4[s])
-                y[s] = v if v > 0.0 else 0.0
-            if y[5] < ext:
-                y[5] = 0.0
-            if y[6] < ext:
-                y[6] = 0.0
+            _rk4_step(t_start + k * dt, dt, y, q, ext, k1, k2, k3, k4, tmp)
     return out
 
 
@@ -362,23 +368,7 @@ def logpred_one(ph, t, aux, out):  # pragma: no cover - compiled
             if di < nd and days[di] < stop:
                 stop = days[di]
             hh = min(h, stop - tc)
-            _rhs_one(tc, y, q, k1)
-            for s in range(7):
-                tmp[s] = y[s] + hh / 2 * k1[s]
-            _rhs_one(tc + hh / 2, tmp, q, k2)
-            for s in range(7):
-                tmp[s] = y[s] + hh / 2 * k2[s]
-            _rhs_one(tc + hh / 2, tmp, q, k3)
-            for s in range(7):
-                tmp[s] = y[s] + hh * k3[s]
-            _rhs_one(tc + hh, tmp, q, k4)
-            for s in range(7):
-                v = y[s] + hh / 6 * (k1[s] + 2 * k2[s] + 2 * k3[s] + k4[s])
-                y[s] = v if v > 0.0 else 0.0
-            if y[5] < ext:
-                y[5] = 0.0
-            if y[6] < ext:
-                y[6] = 0.0
+            _rk4_step(tc, hh, y, q, ext, k1, k2, k3, k4, tmp)
             tc += hh
         c = y[0] + y[1]
         out[j] = math.log(c if c > 1e-300 else 1e-300) + ph[3]
