@@ -811,7 +811,7 @@ class GPUUnavailableError(Cd7kitError, ImportError):
 
 
 GPU_HELP = ("the GPU path needs rapids-singlecell and an NVIDIA GPU with CUDA: pip install "
-            "rapids-singlecell-cu12 (or -cu13, matching the CUDA driver) on the GPU machine; without it, "
+            "'cd7kit[gpu-cu12]' (or gpu-cu13, matching the CUDA driver) on the GPU machine; without it, "
             "run the CPU path (drop --gpu / use_gpu)")
 
 
@@ -825,7 +825,7 @@ def require_gpu() -> Any:
 
 
 def gpu_available() -> bool:
-    """True when the optional rapids-singlecell GPU path can be used (never installed by cd7kit)."""
+    """True when the optional rapids-singlecell GPU path can be used (extras ``gpu-cu12`` / ``gpu-cu13``)."""
     try:
         require_gpu()
     except GPUUnavailableError:
