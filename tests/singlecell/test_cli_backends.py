@@ -48,7 +48,7 @@ def test_gpu_flag_without_rapids_names_what_to_install(tmp_path, monkeypatch):
     r = runner.invoke(app, ["singlecell", "run", str(h5), "--out", str(tmp_path / "o"), "--gpu", *ARGS])
     # a Cd7kitError: `cd7kit` (cli.main) prints it and exits 2; CliRunner hands it back as the exception
     assert isinstance(r.exception, GPUUnavailableError) and isinstance(r.exception, Cd7kitError)
-    assert "pip install rapids-singlecell" in str(r.exception)
+    assert "pip install 'cd7kit[gpu-cu12]'" in str(r.exception)
     assert not (tmp_path / "o").exists()  # refused before any work
 
 
