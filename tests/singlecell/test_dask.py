@@ -161,6 +161,6 @@ def test_gpu_path_is_optional_with_a_clear_error(monkeypatch):
     monkeypatch.setitem(sys.modules, "rapids_singlecell", None)  # import fails as on a machine without it
     assert not pp.gpu_available()
     a = simulate(300, 2, seed=1, n_genes=300)
-    with pytest.raises(pp.GPUUnavailableError, match="pip install rapids-singlecell"):
+    with pytest.raises(pp.GPUUnavailableError, match=r"pip install 'cd7kit\[gpu-cu12\]'"):
         pp.run(a, "sample", use_gpu=True)
     assert "cd7kit_singlecell" not in a.uns  # refused before any work
