@@ -312,12 +312,7 @@ def check_counts(adata) -> Any:
             _validate_counts(_csr32(X.blocks[0, 0].compute() if len(X.chunks[1]) == 1 else X[: X.chunks[0][0]].compute()))
         _CHECKED_LAZY.add(X.name)  # a dask name identifies its graph: checked once, not once per step
         return X
-    if not sp.issparse(X):
-        X = sp.csr_matrix(np.asarray(X, dtype=np.float32))
-    elif X.format != "csr" or not isinstance(X, sp.csr_matrix):
-        X = sp.csr_matrix(X)
-    if X.dtype != np.float32:
-        X = X.astype(np.float32)
+    X = _csr32(X)
     _validate_counts(X)
     adata.X = X
     return X
