@@ -67,18 +67,24 @@ class StudyCache:
 
     def get(self) -> Study:
         """The current version of the study (one cheap query to learn whether it changed)."""
+        return self._current()[1]
+
+    def _current(self) -> tuple[int, Study]:
+        """The current version number and Study, read together (a result is never keyed by one version and
+        computed from another)."""
         key = self.store.latest_version(self.study_id)
         with self._lock:
             if self._study is None or key != self._key:
                 # the previous version's objects may have been frozen (see freeze): let the collector see them
                 gc.unfreeze()
-                self._study = self.store.load_study(self.study_id)
+                self._study = self.store.load_study(self.study_id, key)
                 self._key = key
                 self._results.clear()
-            return self._study
+            return int(self._key or 0), self._study
 
     @property
     def version(self) -> int | None:
+        """The stored version the cache currently holds (None before the first request)."""
         return self._key
 
     @staticmethod
@@ -94,8 +100,8 @@ class StudyCache:
 
     def result(self, name: str, compute: Callable[[Study], Any]) -> Any:
         """``compute(study)`` for the current version, computed once."""
-        study = self.get()
-        k = (int(self._key or 0), name)
+        version, study = self._current()
+        k = (version, name)
         while True:
             with self._lock:
                 if k in self._results:
